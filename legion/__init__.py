@@ -1,0 +1,1 @@
+"""Legion for Python."""
