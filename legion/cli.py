@@ -1,0 +1,40 @@
+"""The `legion` command: `legion node` runs a node as a service; `legion sandbox` evaluates code."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def default_socket() -> str:
+    base = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/legion-{os.getuid()}"
+    return os.path.join(base, "legion", "node.sock")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="legion", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    node = commands.add_parser(
+        "node",
+        help="run a node controller as a service; applications join with LEGION_NODE=<socket>",
+    )
+    node.add_argument("--socket", default=default_socket(), help="Unix socket path to listen on")
+    commands.add_parser("sandbox", help="evaluate Python code in the sandbox", add_help=False)
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "node":
+        from legion.supervisor import node as node_module
+
+        node_module.main(["--socket", args.socket])
+        return 0
+    if args.command == "sandbox":
+        from legion.sandbox import cli as sandbox_cli  # type: ignore[attr-defined]
+
+        result: int = sandbox_cli.main(rest)
+        return result
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,790 @@
+"""The node controller: the kernel of the runtime, one trio program per host (or per application).
+
+It is the single authority over processes. Every frame between processes passes through it, one
+reader task per connection handling frames in the order they were sent, so a message a process sent
+before it died is always routed before the `Exit`/`Down` its death causes (per-pair order). It
+owns the tables: processes, links, monitors, registered names. It spawns processes through the
+zygote (`zygote.py`), and turns each death (the `Exiting` frame a process sends, or the exit
+status the zygote reports) into an exit reason that it fans out to links and monitors.
+
+Run embedded (the application's first API call starts one, connected by a socketpair; it stops
+when the application disconnects) or as a service, `legion node`, that applications join through
+`LEGION_NODE=/path/to/socket`.
+"""
+
+from __future__ import annotations
+
+import array
+import itertools
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from . import wire
+from .terms import Pid, Ref
+
+log = logging.getLogger("legion.node")
+
+_SHUTDOWN_GRACE = float(os.environ.get("LEGION_SHUTDOWN_TIMEOUT", "5"))
+
+
+class Conn:
+    """The outgoing side of one connection: frames queued in order, then written.
+
+    Handlers only queue (`push`). After each batch of incoming frames the node `flush`es every
+    connection it touched with a direct non-blocking send, so a message costs no task switch;
+    whatever the socket does not take at once is left to the connection's writer task.
+    """
+
+    __slots__ = ("_dirty", "_pending", "_raw", "_sock", "_wakeup", "closed", "dirty")
+
+    def __init__(self, stream: trio.SocketStream, dirty: list[Conn]) -> None:
+        self._sock = stream.socket
+        self._raw = raw_socket(stream)
+        self._pending: list[bytes] = []
+        self._wakeup = trio.Event()
+        self._dirty = dirty
+        self.closed = False
+        self.dirty = False
+
+    def push(self, msg: wire.Frame) -> None:
+        if not self.closed:
+            self._pending.append(wire.encode(msg))
+            if not self.dirty:
+                self.dirty = True
+                self._dirty.append(self)
+
+    def flush(self) -> None:
+        """Send what is queued without blocking; wake the writer task for any remainder."""
+        self.dirty = False
+        if self.closed or not self._pending or self._wakeup.is_set():
+            return
+        data = b"".join(self._pending) if len(self._pending) > 1 else self._pending[0]
+        try:
+            sent = self._raw.send(data)  # synchronous and non-blocking
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self.close()
+            return
+        self._pending.clear()
+        if sent < len(data):
+            self._pending.append(data[sent:])
+            self._wakeup.set()
+
+    async def writer(self) -> None:
+        while not self.closed:
+            await self._wakeup.wait()
+            while self._pending and not self.closed:
+                data = b"".join(self._pending)
+                self._pending.clear()
+                try:
+                    await _send_all(self._sock, data)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    self.close()
+            self._wakeup = trio.Event()
+
+    def close(self) -> None:
+        self.closed = True
+        self._pending.clear()
+        self._wakeup.set()
+
+
+def raw_socket(stream: trio.SocketStream) -> socket.socket:
+    """The stdlib socket under a trio stream, for synchronous non-blocking sends and reads."""
+    raw: socket.socket = getattr(stream.socket, "_sock")  # noqa: B009
+    return raw
+
+
+async def _send_all(sock: trio.socket.SocketType, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        sent = await sock.send(view)
+        view = view[sent:]
+
+
+class Proc:
+    """What the node knows about one process (or one application connection)."""
+
+    __slots__ = (
+        "alive",
+        "calls_out",
+        "conn",
+        "exit_reason",
+        "is_app",
+        "kill_reason",
+        "links",
+        "monitors",
+        "name",
+        "os_pid",
+        "pid",
+        "pidfd",
+        "reaped",
+        "start",
+        "status",
+        "stop_waiters",
+        "stream",
+        "trap_exit",
+        "watching",
+    )  # fmt: skip
+
+    def __init__(self, pid: Pid, stream: trio.SocketStream, conn: Conn, is_app: bool) -> None:
+        self.pid = pid
+        self.stream = stream
+        self.conn = conn
+        self.is_app = is_app
+        self.alive = True
+        self.trap_exit = is_app
+        self.links: set[Pid] = set()
+        self.monitors: dict[Ref, tuple[Pid, str | None]] = {}  # monitors on this process
+        self.watching: dict[Ref, Pid] = {}  # monitors this process holds
+        self.calls_out: set[Ref] = set()
+        self.name: str | None = None
+        self.os_pid = 0
+        self.pidfd = -1
+        self.kill_reason: Any = None
+        self.exit_reason: Any = None
+        self.start: tuple[Pid, int] | None = None
+        self.stop_waiters: list[tuple[Pid, int, Any]] = []
+        self.reaped = trio.Event()
+        self.status = 0
+
+
+class Zygote:
+    """The node's side of the zygote: fork requests out, pids, pidfds and exit statuses back."""
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+        self._sock: trio.socket.SocketType | None = None
+        self._process: trio.Process | None = None
+        self._ids = itertools.count(1)
+        self._waiting: dict[int, tuple[trio.Event, list[Any]]] = {}
+        self._ready = trio.Event()
+        self._lock = trio.Lock()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Start the zygote and serve it; restart it if it dies while the node runs."""
+        first = True
+        while True:
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            env = dict(os.environ)
+            here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [here, env.get("PYTHONPATH")]))
+            self._process = await trio.lowlevel.open_process(
+                [sys.executable, "-m", "legion.supervisor.zygote", str(theirs.fileno())],
+                pass_fds=[theirs.fileno()],
+                env=env,
+                stdin=subprocess.DEVNULL,
+            )
+            theirs.close()
+            self._sock = trio.socket.from_stdlib_socket(ours)
+            data = await self._sock.recv(65536)
+            if not data:
+                raise RuntimeError("the zygote failed to start (see its stderr above)")
+            self._ready.set()
+            if first:
+                first = False
+                task_status.started()
+            await self._serve()
+            self._ready = trio.Event()
+            self._sock.close()
+            await self._process.wait()
+            for event, box in self._waiting.values():
+                box.append(wire.Forked(0, 0, "the zygote died during the spawn"))
+                event.set()
+            self._waiting.clear()
+            self._node.zygote_died()
+            if self._node.stopping:
+                return
+            log.warning("the zygote died; restarting it")
+
+    async def _serve(self) -> None:
+        assert self._sock is not None
+        while True:
+            try:
+                data, ancdata, _, _ = await self._sock.recvmsg(65536, socket.CMSG_SPACE(4 * 2))
+            except (OSError, trio.ClosedResourceError):
+                return
+            if not data:
+                return
+            msg = wire.decode_zygote(data)
+            fds = array.array("i")
+            for level, kind, payload in ancdata:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+            if type(msg) is wire.Forked:
+                pending = self._waiting.pop(msg.id, None)
+                if pending is None:
+                    for fd in fds:
+                        os.close(fd)
+                    continue
+                pending[1].extend([msg, fds[0] if fds else -1])
+                pending[0].set()
+            elif type(msg) is wire.Reaped:
+                self._node.reaped(msg.os_pid, msg.status)
+
+    async def fork(self, request: Callable[[int], wire.Fork], fd: int) -> tuple[wire.Forked, int]:
+        await self._ready.wait()
+        assert self._sock is not None
+        msg = request(next(self._ids))
+        event = trio.Event()
+        box: list[Any] = []
+        self._waiting[msg.id] = (event, box)
+        fds = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))]
+        async with self._lock:
+            await self._sock.sendmsg([wire.encode_zygote(msg)], fds)
+        await event.wait()
+        return box[0], box[1] if len(box) > 1 else -1
+
+    def close(self) -> None:
+        """EOF on its control socket: the zygote kills its children and exits."""
+        if self._sock is not None:
+            try:
+                self._sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+    async def wait_closed(self) -> None:
+        if self._process is not None:
+            await self._process.wait()
+
+
+class Node:
+    """The controller's state and the handler for every frame kind."""
+
+    def __init__(self, name: str | None = None) -> None:
+        self.name = name or f"n{uuid.uuid4().hex[:8]}"
+        self.pid = Pid(self.name, 0)
+        self.procs: dict[Pid, Proc] = {}
+        self.names: dict[str, Pid] = {}
+        self.by_os_pid: dict[int, Proc] = {}
+        self.serials = itertools.count(1)
+        self.zygote = Zygote(self)
+        self.stopping = False
+        self.nursery: trio.Nursery
+        self.all_gone = trio.Event()
+        self._dirty: list[Conn] = []
+        self._handlers: dict[type, Callable[[Proc, Any], None]] = {
+            wire.Spawn: self.on_spawn,
+            wire.Send: self.on_send,
+            wire.Call: self.on_call,
+            wire.Reply: self.on_reply,
+            wire.Cast: self.on_cast,
+            wire.CancelCall: self.on_cancel_call,
+            wire.Link: self.on_link,
+            wire.Unlink: self.on_unlink,
+            wire.Monitor: self.on_monitor,
+            wire.Demonitor: self.on_demonitor,
+            wire.ExitSignal: self.on_exit_signal,
+            wire.TrapExit: self.on_trap_exit,
+            wire.Register: self.on_register,
+            wire.Unregister: self.on_unregister,
+            wire.Whereis: self.on_whereis,
+            wire.StopProcess: self.on_stop,
+            wire.InitDone: self.on_init_done,
+            wire.Exiting: self.on_exiting,
+            wire.Sync: self.on_sync,
+        }
+
+    # -- connections -----------------------------------------------------------------------------
+
+    def conn(self, stream: trio.SocketStream) -> Conn:
+        return Conn(stream, self._dirty)
+
+    def flush(self) -> None:
+        """Write out what the last handlers queued, on every connection they touched."""
+        dirty = self._dirty
+        while dirty:
+            dirty.pop().flush()
+
+    async def accept_app(self, stream: trio.SocketStream) -> None:
+        """Serve one application connection until it closes."""
+        reader = wire.FrameReader()
+        try:
+            hello = None
+            while hello is None:
+                data = await stream.receive_some(65536)
+                if not data:
+                    return
+                for body in reader.feed(data):
+                    hello = wire.decode(body)
+                    break
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return
+        if type(hello) is not wire.Hello:
+            await stream.aclose()
+            return
+        proc = Proc(Pid(self.name, next(self.serials)), stream, self.conn(stream), is_app=True)
+        self.procs[proc.pid] = proc
+        proc.conn.push(wire.Welcome(proc.pid))
+        self.flush()
+        self.nursery.start_soon(proc.conn.writer)
+        await self.serve(proc, reader)
+
+    async def serve(self, proc: Proc, reader: wire.FrameReader | None = None) -> None:
+        """Handle a connection's frames in order; at EOF, the process is dead."""
+        reader = reader or wire.FrameReader()
+        handlers = self._handlers
+        sock = raw_socket(proc.stream)  # non-blocking: one syscall per read, no checkpoints
+        wait_readable = trio.lowlevel.wait_readable
+        try:
+            while True:
+                try:
+                    data = sock.recv(262144)
+                except BlockingIOError:
+                    await wait_readable(sock)
+                    continue
+                if not data:
+                    break
+                for body in reader.feed(data):
+                    try:
+                        msg = wire.decode(body)
+                    except Exception as exc:
+                        log.error("dropped a malformed frame from %r: %s", proc.pid, exc)
+                        continue
+                    handler = handlers.get(type(msg))
+                    if handler is None:
+                        log.error("dropped an unexpected %s from %r", type(msg).__name__, proc.pid)
+                        continue
+                    handler(proc, msg)
+                self.flush()
+                if len(data) < 262144:
+                    await wait_readable(sock)
+        except (OSError, trio.ClosedResourceError, ValueError):
+            pass
+        await self._died(proc)
+
+    async def _died(self, proc: Proc) -> None:
+        if proc.is_app:
+            reason = proc.exit_reason if proc.exit_reason is not None else "noconnection"
+        elif proc.kill_reason is not None:
+            reason = proc.kill_reason
+        elif proc.exit_reason is not None:
+            reason = proc.exit_reason
+        else:
+            with trio.move_on_after(5):
+                await proc.reaped.wait()
+            reason = _status_reason(proc.status) if proc.reaped.is_set() else "killed"
+        self.terminate(proc, reason)
+        self.flush()
+        await proc.stream.aclose()
+
+    def reaped(self, os_pid: int, status: int) -> None:
+        proc = self.by_os_pid.pop(os_pid, None)
+        if proc is not None:
+            proc.status = status
+            if proc.pidfd >= 0:
+                os.close(proc.pidfd)
+                proc.pidfd = -1
+            proc.reaped.set()
+        self._check_all_gone()
+
+    def zygote_died(self) -> None:
+        """Children die with the zygote (PDEATHSIG); their exit statuses will never come."""
+        for proc in list(self.by_os_pid.values()):
+            self.reaped(proc.os_pid, signal.SIGKILL)
+
+    def _check_all_gone(self) -> None:
+        if (
+            self.stopping
+            and not self.by_os_pid
+            and not any(not p.is_app for p in self.procs.values())
+        ):
+            self.all_gone.set()
+
+    # -- deaths ----------------------------------------------------------------------------------
+
+    def terminate(self, proc: Proc, reason: Any) -> None:
+        """`proc` is dead with `reason`: release its name, signal its links and monitors."""
+        if not proc.alive:
+            return
+        proc.alive = False
+        del self.procs[proc.pid]
+        if proc.name is not None:
+            self.names.pop(proc.name, None)
+        if proc.start is not None:
+            spawner, req = proc.start
+            proc.start = None
+            proc.links.discard(spawner)
+            other = self.procs.get(spawner)
+            if other is not None:
+                other.links.discard(proc.pid)
+                other.conn.push(wire.Ack(req, reason, "init_failed"))
+        for linked in proc.links:
+            other = self.procs.get(linked)
+            if other is not None:
+                other.links.discard(proc.pid)
+                self.deliver_exit(other, proc.pid, reason)
+        for ref, (watcher, name) in proc.monitors.items():
+            other = self.procs.get(watcher)
+            if other is not None:
+                other.watching.pop(ref, None)
+                other.calls_out.discard(ref)
+                other.conn.push(wire.DownIn(ref, proc.pid, name, reason))
+        for ref, target in proc.watching.items():
+            other = self.procs.get(target)
+            if other is not None:
+                other.monitors.pop(ref, None)
+        for waiter, req, _ in proc.stop_waiters:
+            other = self.procs.get(waiter)
+            if other is not None:
+                other.conn.push(wire.Ack(req, reason, None))
+        proc.conn.close()
+        self._check_all_gone()
+
+    def deliver_exit(self, target: Proc, sender: Pid, reason: Any) -> None:
+        """An exit signal from `sender` reaches `target` (OTP's table, research §2.2)."""
+        if target.is_app:
+            target.conn.push(wire.ExitIn(sender, "killed" if reason == "kill" else reason))
+        elif reason == "kill":
+            self.kill(target, "killed")
+        elif target.trap_exit:
+            target.conn.push(wire.ExitIn(sender, reason))
+        elif reason == "normal":
+            if sender == target.pid:
+                self.kill(target, "normal")
+        else:
+            self.kill(target, reason)
+
+    def kill(self, proc: Proc, reason: Any) -> None:
+        """End `proc` now with `reason`; its death is announced when its connection reaches EOF."""
+        if proc.kill_reason is None and proc.exit_reason is None:
+            proc.kill_reason = reason
+        if proc.pidfd >= 0:
+            try:
+                signal.pidfd_send_signal(proc.pidfd, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        elif proc.os_pid:
+            try:
+                os.kill(proc.os_pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    # -- spawning --------------------------------------------------------------------------------
+
+    def on_spawn(self, proc: Proc, msg: wire.Spawn) -> None:
+        if msg.name is not None and msg.name in self.names:
+            proc.conn.push(wire.Ack(msg.req, self.names[msg.name], "name_taken"))
+            return
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
+        child = Proc(Pid(self.name, next(self.serials)), stream, self.conn(stream), is_app=False)
+        if msg.name is not None:
+            self.names[msg.name] = child.pid
+            child.name = msg.name
+        child.conn.push(
+            wire.Boot(child.pid, proc.pid if msg.link else None, msg.arg, msg.has_arg, msg.sync)
+        )
+        self.nursery.start_soon(self._fork, proc, child, msg, theirs)
+
+    async def _fork(self, proc: Proc, child: Proc, msg: wire.Spawn, theirs: socket.socket) -> None:
+        def request(id_: int) -> wire.Fork:
+            return wire.Fork(id_, msg.module, msg.qualname, msg.main_path, msg.sys_path, msg.cwd)
+
+        try:
+            forked, pidfd = await self.zygote.fork(request, theirs.fileno())
+        finally:
+            theirs.close()
+        if forked.error is not None:
+            if child.name is not None:
+                self.names.pop(child.name, None)
+            await child.stream.aclose()
+            proc.conn.push(wire.Ack(msg.req, forked.error, "spawn_failed"))
+            self.flush()
+            return
+        child.os_pid, child.pidfd = forked.os_pid, pidfd
+        self.procs[child.pid] = child
+        self.by_os_pid[child.os_pid] = child
+        if msg.link:
+            if proc.alive:
+                proc.links.add(child.pid)
+                child.links.add(proc.pid)
+            else:
+                self.deliver_exit(child, proc.pid, "noproc")
+        if msg.monitor is not None and proc.alive:
+            child.monitors[msg.monitor] = (proc.pid, None)
+            proc.watching[msg.monitor] = child.pid
+        if msg.sync and proc.alive:
+            child.start = (proc.pid, msg.req)
+        else:
+            proc.conn.push(wire.Ack(msg.req, child.pid, None))
+        if child.kill_reason is not None:
+            self.kill(child, child.kill_reason)
+        self.flush()
+        self.nursery.start_soon(child.conn.writer)
+        self.nursery.start_soon(self.serve, child)
+
+    def on_init_done(self, proc: Proc, msg: wire.InitDone) -> None:
+        if proc.start is None:
+            return
+        spawner, req = proc.start
+        proc.start = None
+        other = self.procs.get(spawner)
+        if msg.ok:
+            if other is not None:
+                other.conn.push(wire.Ack(req, proc.pid, None))
+            return
+        proc.links.discard(spawner)
+        if other is not None:
+            other.links.discard(proc.pid)
+            if msg.ignore:
+                other.conn.push(wire.Ack(req, None, None))
+            else:
+                other.conn.push(wire.Ack(req, msg.reason, "init_failed"))
+
+    def on_exiting(self, proc: Proc, msg: wire.Exiting) -> None:
+        if proc.kill_reason is None and proc.exit_reason is None:
+            proc.exit_reason = msg.reason
+
+    # -- messages --------------------------------------------------------------------------------
+
+    def resolve(self, dest: Any) -> Proc | None:
+        if isinstance(dest, str):
+            pid = self.names.get(dest)
+            return None if pid is None else self.procs.get(pid)
+        return self.procs.get(dest) if isinstance(dest, Pid) else None
+
+    def on_send(self, proc: Proc, msg: wire.Send) -> None:
+        target = self.resolve(msg.to)
+        if target is not None:
+            target.conn.push(wire.MessageIn(msg.payload))
+        if msg.req:
+            error = None if target is not None else "not_registered"
+            proc.conn.push(wire.Ack(msg.req, None, error))
+
+    def on_cast(self, proc: Proc, msg: wire.Cast) -> None:
+        target = self.resolve(msg.to)
+        if target is not None:
+            target.conn.push(wire.CastIn(msg.payload))
+
+    def on_call(self, proc: Proc, msg: wire.Call) -> None:
+        target = self.resolve(msg.to)
+        if target is None:
+            proc.conn.push(wire.CallFailed(msg.ref, "noproc"))
+        elif target is proc:
+            proc.conn.push(wire.CallFailed(msg.ref, "calling_self"))
+        else:
+            target.monitors[msg.ref] = (proc.pid, None)
+            proc.watching[msg.ref] = target.pid
+            proc.calls_out.add(msg.ref)
+            target.conn.push(wire.CallIn(proc.pid, msg.ref, msg.payload))
+
+    def on_reply(self, proc: Proc, msg: wire.Reply) -> None:
+        caller = self.procs.get(msg.to)
+        if caller is None or msg.ref not in caller.calls_out:
+            return  # the caller gave up (timeout) or died: a late reply is dropped
+        caller.calls_out.discard(msg.ref)
+        target_pid = caller.watching.pop(msg.ref, None)
+        target = self.procs.get(target_pid) if target_pid is not None else None
+        if target is not None:
+            target.monitors.pop(msg.ref, None)
+        caller.conn.push(wire.ReplyIn(msg.ref, msg.payload))
+
+    def on_cancel_call(self, proc: Proc, msg: wire.CancelCall) -> None:
+        proc.calls_out.discard(msg.ref)
+        self._drop_monitor(proc, msg.ref)
+
+    # -- links, monitors, exit signals -----------------------------------------------------------
+
+    def on_link(self, proc: Proc, msg: wire.Link) -> None:
+        if msg.pid == proc.pid:
+            proc.conn.push(wire.Ack(msg.req, None, None))
+            return
+        target = self.procs.get(msg.pid)
+        if target is None:
+            if proc.trap_exit:
+                proc.conn.push(wire.ExitIn(msg.pid, "noproc"))
+                proc.conn.push(wire.Ack(msg.req, None, None))
+            else:
+                proc.conn.push(wire.Ack(msg.req, None, "noproc"))
+            return
+        proc.links.add(target.pid)
+        target.links.add(proc.pid)
+        proc.conn.push(wire.Ack(msg.req, None, None))
+
+    def on_unlink(self, proc: Proc, msg: wire.Unlink) -> None:
+        proc.links.discard(msg.pid)
+        target = self.procs.get(msg.pid)
+        if target is not None:
+            target.links.discard(proc.pid)
+        proc.conn.push(wire.Ack(msg.req, None, None))
+
+    def on_monitor(self, proc: Proc, msg: wire.Monitor) -> None:
+        name = msg.dest if isinstance(msg.dest, str) else None
+        target = self.resolve(msg.dest)
+        if target is None:
+            pid = msg.dest if isinstance(msg.dest, Pid) else None
+            proc.conn.push(wire.DownIn(msg.ref, pid, name, "noproc"))
+            return
+        target.monitors[msg.ref] = (proc.pid, name)
+        proc.watching[msg.ref] = target.pid
+
+    def on_demonitor(self, proc: Proc, msg: wire.Demonitor) -> None:
+        self._drop_monitor(proc, msg.ref)
+        proc.conn.push(wire.Ack(-1, msg.ref, None))
+
+    def _drop_monitor(self, proc: Proc, ref: Ref) -> None:
+        target_pid = proc.watching.pop(ref, None)
+        target = self.procs.get(target_pid) if target_pid is not None else None
+        if target is not None:
+            target.monitors.pop(ref, None)
+
+    def on_exit_signal(self, proc: Proc, msg: wire.ExitSignal) -> None:
+        target = self.procs.get(msg.to)
+        if target is not None:
+            self.deliver_exit(target, proc.pid, msg.reason)
+
+    def on_trap_exit(self, proc: Proc, msg: wire.TrapExit) -> None:
+        if not proc.is_app:
+            proc.trap_exit = msg.flag
+
+    # -- names -----------------------------------------------------------------------------------
+
+    def on_register(self, proc: Proc, msg: wire.Register) -> None:
+        target = self.procs.get(msg.pid)
+        if msg.name in self.names:
+            proc.conn.push(wire.Ack(msg.req, self.names[msg.name], "name_taken"))
+        elif target is None:
+            proc.conn.push(wire.Ack(msg.req, None, "noproc"))
+        elif target.name is not None:
+            proc.conn.push(wire.Ack(msg.req, target.name, "has_name"))
+        else:
+            target.name = msg.name
+            self.names[msg.name] = target.pid
+            proc.conn.push(wire.Ack(msg.req, None, None))
+
+    def on_unregister(self, proc: Proc, msg: wire.Unregister) -> None:
+        pid = self.names.pop(msg.name, None)
+        if pid is None:
+            proc.conn.push(wire.Ack(msg.req, None, "not_registered"))
+            return
+        target = self.procs.get(pid)
+        if target is not None:
+            target.name = None
+        proc.conn.push(wire.Ack(msg.req, None, None))
+
+    def on_whereis(self, proc: Proc, msg: wire.Whereis) -> None:
+        proc.conn.push(wire.Ack(msg.req, self.names.get(msg.name), None))
+
+    # -- stop, sync ------------------------------------------------------------------------------
+
+    def on_stop(self, proc: Proc, msg: wire.StopProcess) -> None:
+        target = self.resolve(msg.dest)
+        if target is None:
+            proc.conn.push(wire.Ack(msg.req, None, "noproc"))
+        elif target.is_app:
+            proc.conn.push(
+                wire.Ack(msg.req, "an application connection cannot be stopped", "bad_request")
+            )
+        else:
+            target.stop_waiters.append((proc.pid, msg.req, msg.reason))
+            target.conn.push(wire.StopIn(msg.reason))
+
+    def on_sync(self, proc: Proc, msg: wire.Sync) -> None:
+        proc.conn.push(wire.Ack(msg.req, None, None))
+
+    # -- shutdown --------------------------------------------------------------------------------
+
+    async def shutdown(self) -> None:
+        """Stop every process: `shutdown` signals, a grace period, SIGKILL; then the zygote."""
+        self.stopping = True
+        for proc in list(self.procs.values()):
+            if not proc.is_app:
+                self.deliver_exit(proc, self.pid, "shutdown")
+        self.flush()
+        self._check_all_gone()
+        with trio.move_on_after(_SHUTDOWN_GRACE):
+            await self.all_gone.wait()
+        for proc in list(self.procs.values()):
+            if not proc.is_app:
+                self.kill(proc, "killed")
+        with trio.move_on_after(2):
+            await self.all_gone.wait()
+        self.zygote.close()
+        with trio.move_on_after(2):
+            await self.zygote.wait_closed()
+
+
+def _status_reason(status: int) -> Any:
+    if os.WIFSIGNALED(status):
+        return "killed"
+    code = os.waitstatus_to_exitcode(status)
+    if code == 0:
+        return "normal"
+    from .terms import Crash
+
+    return Crash("SystemExit", f"the process exited with status {code} without a reason")
+
+
+# -- entry points ---------------------------------------------------------------------------------
+
+
+async def run_embedded(fd: int) -> None:
+    """Serve one application over the socket `fd`; stop everything when it disconnects."""
+    node = Node()
+    sock = socket.socket(fileno=fd)
+    stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
+    async with trio.open_nursery() as nursery:
+        node.nursery = nursery
+        await nursery.start(node.zygote.run)
+        await node.accept_app(stream)
+        await node.shutdown()
+        nursery.cancel_scope.cancel()
+
+
+async def run_service(
+    path: str, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Serve applications that connect to the Unix socket `path` until SIGINT/SIGTERM."""
+    node = Node()
+    if os.path.exists(path):
+        os.unlink(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    listener = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    await listener.bind(path)
+    os.chmod(path, 0o600)
+    listener.listen(128)
+    listeners = [trio.SocketListener(listener)]
+    try:
+        async with trio.open_nursery() as nursery:
+            node.nursery = nursery
+            await nursery.start(node.zygote.run)
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                nursery.start_soon(trio.serve_listeners, node.accept_app, listeners)
+                print(f"legion node {node.name} listening on {path}", file=sys.stderr, flush=True)
+                task_status.started()
+                async for _ in signals:
+                    break
+            await node.shutdown()
+            nursery.cancel_scope.cancel()
+    finally:
+        if os.path.exists(path):
+            os.unlink(path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m legion.supervisor.node")
+    parser.add_argument("--embedded-fd", type=int)
+    parser.add_argument("--socket")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="legion node: %(message)s")
+    if args.embedded_fd is not None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        trio.run(run_embedded, args.embedded_fd)
+    else:
+        trio.run(run_service, args.socket)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,238 @@
+"""A process, seen from inside: its trio loop, its connection to the node, its mailbox.
+
+The zygote forks, the child calls `run()`, and from then on the process is one `trio.run()`:
+a reader task files every frame from the node (replies to waiters, everything else into the
+mailbox), and the main task runs the target: a `Server` behaviour (`server.py`) or a plain
+function. When the target ends, the process tells the node its exit reason and leaves with
+`os._exit`, so nothing the zygote inherited (atexit hooks, buffers) runs twice.
+
+Blocking API calls made by synchronous code inside the process (a plain `def handle_call` that
+calls `legion.call`) run on the loop's own thread: they read the socket themselves until their
+answer arrives, filing other frames exactly as the reader task would. Async code awaits instead.
+If the node goes away (EOF), the process exits at once: no orphans.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+import select
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import trio
+
+from . import wire
+from .endpoint import Endpoint
+from .errors import ProcessExit
+from .terms import Crash, Pid, crash_from_exception
+
+EXIT_NODE_GONE = 70
+
+_current: Worker | None = None
+
+
+def current() -> Worker | None:
+    """The process this code runs in, or None in the application."""
+    return _current
+
+
+class SystemStop:
+    """`legion.stop()` reached this process: end with `reason` (running `terminate`)."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: Any) -> None:
+        self.reason = reason
+
+
+class Worker(Endpoint):
+    """The endpoint of a process: waits happen on the process's own trio loop."""
+
+    def __init__(self, sock: socket.socket, target: Any) -> None:
+        super().__init__()
+        self.target = target
+        self.is_server = False
+        self.boot: wire.Boot | None = None
+        self.parent: Pid | None = None
+        self._sock = sock
+        self._fd = sock.fileno()
+        self._frames = wire.FrameReader()
+        self._arrival = trio.Event()
+        self._loop_thread = threading.get_ident()
+        self._token = trio.lowlevel.current_trio_token()
+        self._write_lock = threading.Lock()
+        self._poll = select.poll()
+        self._poll.register(self._fd, select.POLLIN)
+
+    # -- the connection --------------------------------------------------------------------------
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        with self._write_lock:
+            while view:
+                try:
+                    sent = self._sock.send(view)
+                except BlockingIOError:
+                    select.select([], [self._fd], [])
+                    continue
+                except OSError:
+                    node_gone()
+                view = view[sent:]
+
+    def pump(self) -> None:
+        """Read whatever the node sent, without blocking, and file it."""
+        got = False
+        while True:
+            try:
+                data = self._sock.recv(262144)
+            except BlockingIOError:
+                break
+            except OSError:
+                data = b""
+            if not data:
+                node_gone()
+            for body in self._frames.feed(data):
+                self.dispatch(wire.decode(body))
+            got = True
+            if len(data) < 262144:
+                break
+        if got:
+            arrived, self._arrival = self._arrival, trio.Event()
+            arrived.set()
+
+    async def reader(self) -> None:
+        while True:
+            await trio.lowlevel.wait_readable(self._sock)
+            self.pump()
+
+    def dispatch_other(self, msg: wire.Frame) -> None:
+        if type(msg) is wire.Boot:
+            self.boot = msg
+            self.pid = msg.pid
+            self.parent = msg.parent
+        elif type(msg) is wire.StopIn:
+            if self.is_server:
+                self.mailbox.append(SystemStop(msg.reason))
+            else:
+                finish(self, msg.reason)
+        else:
+            super().dispatch_other(msg)
+
+    # -- waiting ---------------------------------------------------------------------------------
+
+    def _wait(self, ready: Callable[[], bool], deadline: float) -> bool:
+        if threading.get_ident() != self._loop_thread:
+            result: bool = trio.from_thread.run(
+                self._await, ready, deadline, trio_token=self._token
+            )
+            return result
+        while not ready():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._poll.poll(None if remaining == math.inf else max(1, int(remaining * 1000)))
+            self.pump()
+        return True
+
+    async def _await(self, ready: Callable[[], bool], deadline: float) -> bool:
+        while not ready():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            arrived = self._arrival
+            with trio.move_on_after(remaining):
+                await arrived.wait()
+        return True
+
+    async def next_message(self, timeout: float | None) -> Any:
+        """The oldest message in the mailbox, waiting up to `timeout`; None if none came."""
+        deadline = math.inf if timeout is None else time.monotonic() + timeout
+        if await self._await(lambda: bool(self.mailbox), deadline):
+            return self.mailbox.popleft()
+        return None
+
+
+def node_gone() -> NoReturn:
+    """The node controller is gone: a process must not outlive it."""
+    os._exit(EXIT_NODE_GONE)
+
+
+def finish(worker: Worker, reason: Any) -> NoReturn:
+    """Tell the node why this process ends, then end it."""
+    try:
+        if isinstance(reason, Crash) and reason.traceback:
+            name = getattr(worker.target, "__qualname__", "process")
+            print(f"legion: {name} {worker.pid!r} crashed:\n{reason.traceback}", file=sys.stderr)
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        try:
+            frame = wire.encode(wire.Exiting(reason))
+        except TypeError:
+            frame = wire.encode(wire.Exiting(repr(reason)))
+        worker._write(frame)
+    finally:
+        os._exit(0)
+
+
+def reason_of(exc: BaseException) -> Any:
+    """The exit reason an uncaught exception gives its process."""
+    if isinstance(exc, ProcessExit):
+        return exc.reason
+    return crash_from_exception(exc)
+
+
+async def call_maybe_async(fn: Callable[..., Any], *args: Any) -> Any:
+    result = fn(*args)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+# -- entry point, called by the zygote in the forked child -----------------------------------------
+
+
+def run(fd: int, target: Any) -> NoReturn:
+    sock = socket.socket(fileno=fd)
+    sock.setblocking(False)
+    try:
+        trio.run(_main, sock, target)
+    finally:
+        os._exit(1)
+
+
+async def _main(sock: socket.socket, target: Any) -> None:
+    global _current
+    worker = Worker(sock, target)
+    _current = worker
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(worker.reader)
+        await worker._await(lambda: worker.boot is not None, math.inf)
+        reason = await _run_target(worker, target)
+        finish(worker, reason)
+
+
+async def _run_target(worker: Worker, target: Any) -> Any:
+    from .server import Server, serve
+
+    boot = worker.boot
+    assert boot is not None
+    if isinstance(target, type) and issubclass(target, Server):
+        worker.is_server = True
+        return await serve(worker, target, boot)
+    if boot.sync:
+        worker.send_frame(wire.InitDone(True, False, None))
+    try:
+        args = (wire.decode_term(boot.arg),) if boot.has_arg else ()
+        await call_maybe_async(target, *args)
+    except BaseException as exc:
+        return reason_of(exc)
+    return "normal"

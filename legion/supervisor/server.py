@@ -1,0 +1,208 @@
+"""The Server behaviour (Erlang's gen_server): a process that answers calls and casts in order.
+
+Subclass `Server` and override the callbacks you need; each may be a plain or an `async` method.
+State lives on `self`. A callback's return value steers the loop:
+
+* `handle_call` returns the reply, or `Reply(value, timeout=, continue_=)`, `NoReply(...)` (answer
+  later with `legion.reply(from_, value)`), or `Stop(reason, reply=...)`;
+* `handle_cast`, `handle_info` and `handle_continue` return None, `NoReply(timeout=, continue_=)`,
+  `Continue(term)` or `Stop(reason)`;
+* `init` returns None, `Continue(term)`, `NoReply(timeout=...)`, `Ignore()` (the start returns
+  None and the process ends normally) or `Stop(reason)` (the start fails with that reason).
+
+`timeout` is an idle timeout: if no message arrives within it, `handle_info(legion.Timeout)` runs.
+`continue_`/`Continue(term)` runs `handle_continue(term)` before the next message is read.
+
+`terminate(reason)` runs when a callback returns `Stop`, when a callback raises, on
+`legion.stop()`, and when the process traps exits and its parent (or the node, at shutdown) sends
+an exit signal. It does not run when the process is killed or dies of an untrapped exit signal.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from . import wire
+from .process import SystemStop, Worker, call_maybe_async, reason_of
+from .terms import CallRequest, CastRequest, Exit, From, Timeout
+
+if TYPE_CHECKING:
+    from .wire import Boot
+
+__all__ = ["Continue", "Ignore", "NoReply", "Reply", "Server", "Stop"]
+
+log = logging.getLogger("legion")
+
+_UNSET: Any = type("_Unset", (), {"__repr__": lambda self: "UNSET"})()
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Reply `value` to the caller, then optionally set an idle timeout or continue."""
+
+    value: Any
+    timeout: float | None = None
+    continue_: Any = _UNSET
+
+
+@dataclass(frozen=True, slots=True)
+class NoReply:
+    """No reply now (the caller waits for `legion.reply`); outside calls: carry on."""
+
+    timeout: float | None = None
+    continue_: Any = _UNSET
+
+
+@dataclass(frozen=True, slots=True)
+class Continue:
+    """Run `handle_continue(term)` before reading the next message."""
+
+    term: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """End the process with `reason` (after replying `reply`, in `handle_call`)."""
+
+    reason: Any = "normal"
+    reply: Any = _UNSET
+
+
+@dataclass(frozen=True, slots=True)
+class Ignore:
+    """Returned from `init`: do not start; the start returns None and the process ends normally."""
+
+
+class Server:
+    """Base class of a server process. See the module documentation for the callback contract."""
+
+    idle_timeout: float | None = None
+    """Default idle timeout applied after every callback that does not set one itself."""
+
+    def init(self, arg: Any) -> Any:
+        return None
+
+    def handle_call(self, request: Any, from_: From) -> Any:
+        raise NotImplementedError(
+            f"{type(self).__qualname__} received a call ({request!r}) but defines no handle_call"
+        )
+
+    def handle_cast(self, message: Any) -> Any:
+        raise NotImplementedError(
+            f"{type(self).__qualname__} received a cast ({message!r}) but defines no handle_cast"
+        )
+
+    def handle_info(self, message: Any) -> Any:
+        log.warning("%s received an unexpected message: %r", type(self).__qualname__, message)
+        return None
+
+    def handle_continue(self, term: Any) -> Any:
+        raise NotImplementedError(
+            f"{type(self).__qualname__} returned Continue({term!r}) but defines no handle_continue"
+        )
+
+    def terminate(self, reason: Any) -> Any:
+        return None
+
+
+class _Steer:
+    """What a callback's return value asks the loop to do next."""
+
+    __slots__ = ("cont", "stop", "timeout")
+
+    def __init__(self, timeout: float | None, cont: Any, stop: Any) -> None:
+        self.timeout, self.cont, self.stop = timeout, cont, stop
+
+
+def _steer(server: Server, result: Any) -> _Steer:
+    default = server.idle_timeout
+    if result is None:
+        return _Steer(default, _UNSET, _UNSET)
+    if isinstance(result, Reply | NoReply):
+        return _Steer(
+            result.timeout if result.timeout is not None else default, result.continue_, _UNSET
+        )
+    if isinstance(result, Continue):
+        return _Steer(default, result.term, _UNSET)
+    if isinstance(result, Stop):
+        return _Steer(None, _UNSET, result.reason)
+    return _Steer(default, _UNSET, _UNSET)
+
+
+async def serve(worker: Worker, cls: type[Server], boot: Boot) -> Any:
+    """Run a server process from `init` to its exit reason."""
+    server = cls()
+    try:
+        arg = wire.decode_term(boot.arg) if boot.has_arg else None
+        result = await call_maybe_async(server.init, arg)
+    except BaseException as exc:
+        reason = reason_of(exc)
+        if boot.sync:
+            worker.send_frame(wire.InitDone(False, False, reason))
+        return reason
+    if isinstance(result, Ignore):
+        if boot.sync:
+            worker.send_frame(wire.InitDone(False, True, None))
+        return "normal"
+    if isinstance(result, Stop):
+        if boot.sync:
+            worker.send_frame(wire.InitDone(False, False, result.reason))
+        return result.reason
+    if boot.sync:
+        worker.send_frame(wire.InitDone(True, False, None))
+    return await _loop(worker, server, _steer(server, result))
+
+
+async def _loop(worker: Worker, server: Server, steer: _Steer) -> Any:
+    node_pid = None
+    if worker.parent is not None:
+        from .terms import Pid
+
+        node_pid = Pid(worker.pid.node, 0)
+    try:
+        while True:
+            while steer.cont is not _UNSET and steer.stop is _UNSET:
+                steer = _steer(server, await call_maybe_async(server.handle_continue, steer.cont))
+            if steer.stop is not _UNSET:
+                return await _terminate(server, steer.stop)
+            message = await worker.next_message(steer.timeout)
+            if message is None:
+                message = Timeout
+            steer = await _handle(worker, server, message, node_pid)
+    except BaseException as exc:
+        return await _terminate(server, reason_of(exc))
+
+
+async def _handle(worker: Worker, server: Server, message: Any, node_pid: Any) -> _Steer:
+    if type(message) is CallRequest:
+        result = await call_maybe_async(server.handle_call, message.request, message.from_)
+        if isinstance(result, Reply):
+            worker.reply(message.from_, result.value)
+        elif isinstance(result, Stop):
+            if result.reply is not _UNSET:
+                worker.reply(message.from_, result.reply)
+        elif not isinstance(result, NoReply):
+            worker.reply(message.from_, result)
+            return _steer(server, None)
+        return _steer(server, result)
+    if type(message) is CastRequest:
+        return _steer(server, await call_maybe_async(server.handle_cast, message.message))
+    if type(message) is SystemStop:
+        return _Steer(None, _UNSET, message.reason)
+    if (
+        type(message) is Exit
+        and worker.trapping
+        and (message.pid == worker.parent or message.pid == node_pid)
+    ):
+        return _Steer(None, _UNSET, message.reason)
+    return _steer(server, await call_maybe_async(server.handle_info, message))
+
+
+async def _terminate(server: Server, reason: Any) -> Any:
+    try:
+        await call_maybe_async(server.terminate, reason)
+    except BaseException as exc:
+        return reason_of(exc)
+    return reason

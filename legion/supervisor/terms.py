@@ -1,0 +1,225 @@
+"""The values every process can hold and send: pids, references, exit reasons, system messages.
+
+`Pid`, `Ref` and `Crash` are plain slotted classes rather than msgspec Structs so that they keep
+their type inside *any* message a user sends (a `Pid` inside a tuple inside a dict comes back as a
+`Pid`): the wire codec carries them as msgpack extension types (see `wire.py`).
+
+`Exit` and `Down` are what a process finds in its mailbox when a linked process dies (while it
+traps exits) or a monitored one does. They are built by the receiver from protocol frames.
+"""
+
+from __future__ import annotations
+
+import traceback as _traceback
+from typing import Any, Final
+
+__all__ = [
+    "CallRequest",
+    "CastRequest",
+    "Crash",
+    "Down",
+    "Exit",
+    "From",
+    "Pid",
+    "Ref",
+    "Timeout",
+    "crash_from_exception",
+    "normalize_reason",
+]
+
+
+class Value:
+    """Base of the runtime's immutable value types: equality, hashing and repr from `__slots__`.
+
+    Subclasses are carried on the wire as msgpack extension types (see `wire.py`), so they keep
+    their type inside any message: a `Pid` inside a list inside a dict comes back as a `Pid`.
+    """
+
+    __slots__: tuple[str, ...] = ()
+
+    def __init__(self, *values: Any) -> None:
+        for name, value in zip(self.__slots__, values, strict=True):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def fields(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self.fields() == other.fields()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, *self.fields()))
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"{type(self).__name__}({args})"
+
+    def __reduce__(self) -> tuple[type[Value], tuple[Any, ...]]:
+        return (type(self), self.fields())
+
+
+class Pid(Value):
+    """The identity of a process: the node it lives on and a serial number unique on that node.
+
+    Pids are values: compare, hash and send them freely. They are never OS process ids, so the same
+    API can span several hosts.
+    """
+
+    __slots__ = ("node", "serial")
+    __match_args__ = ("node", "serial")
+    node: str
+    serial: int
+
+    def __init__(self, node: str, serial: int) -> None:
+        super().__init__(node, serial)
+
+    def __repr__(self) -> str:
+        return f"<Pid {self.node}.{self.serial}>"
+
+
+class Ref(Value):
+    """A unique reference: names a monitor, a call in flight or a request. Never reused."""
+
+    __slots__ = ("node", "owner", "n")
+    __match_args__ = ("node", "owner", "n")
+    node: str
+    owner: int
+    n: int
+
+    def __init__(self, node: str, owner: int, n: int) -> None:
+        super().__init__(node, owner, n)
+
+    def __repr__(self) -> str:
+        return f"<Ref {self.node}.{self.owner}.{self.n}>"
+
+
+class Crash(Value):
+    """The exit reason of a process that ended with an uncaught exception.
+
+    It carries the exception's type (qualified name), its message and the traceback text of the
+    process where it happened, so a supervisor or caller on the other side sees what went wrong.
+    """
+
+    __slots__ = ("type", "message", "traceback")
+    __match_args__ = ("type", "message", "traceback")
+    type: str
+    message: str
+    traceback: str
+
+    def __init__(self, type: str, message: str, traceback: str = "") -> None:
+        super().__init__(type, message, traceback)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is Crash and (self.type, self.message) == (other.type, other.message)
+
+    def __hash__(self) -> int:
+        return hash((self.type, self.message))
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.message}" if self.message else self.type
+
+    def __repr__(self) -> str:
+        return f"Crash({self.type!r}, {self.message!r})"
+
+
+class From(Value):
+    """Who is waiting for a reply: the caller's pid and the call's reference.
+
+    `Server.handle_call` receives one; pass it to `legion.reply(from_, value)`, from this or any
+    other process, to answer later. It can be sent in messages like any other value.
+    """
+
+    __slots__ = ("pid", "ref")
+    __match_args__ = ("pid", "ref")
+    pid: Pid
+    ref: Ref
+
+    def __init__(self, pid: Pid, ref: Ref) -> None:
+        super().__init__(pid, ref)
+
+
+def crash_from_exception(exc: BaseException) -> Crash:
+    cls = type(exc)
+    name = (
+        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    )
+    text = "".join(_traceback.format_exception(exc))
+    return Crash(name, str(exc), text)
+
+
+def normalize_reason(reason: Any) -> Any:
+    """Reasons cross the wire as msgpack, where tuples become lists; give tuples back."""
+    if isinstance(reason, list):
+        return tuple(normalize_reason(r) for r in reason)
+    return reason
+
+
+class Exit(Value):
+    """Linked process `pid` ended with `reason` (or sent an exit signal); seen when trapping."""
+
+    __slots__ = ("pid", "reason")
+    __match_args__ = ("pid", "reason")
+    pid: Pid
+    reason: Any
+
+    def __init__(self, pid: Pid, reason: Any) -> None:
+        super().__init__(pid, reason)
+
+
+class Down(Value):
+    """The process watched by monitor `ref` ended with `reason`.
+
+    `name` is the registered name the monitor was taken on, when it was taken by name.
+    """
+
+    __slots__ = ("ref", "pid", "reason", "name")
+    __match_args__ = ("ref", "pid", "reason", "name")
+    ref: Ref
+    pid: Pid | None
+    reason: Any
+    name: str | None
+
+    def __init__(self, ref: Ref, pid: Pid | None, reason: Any, name: str | None = None) -> None:
+        super().__init__(ref, pid, reason, name)
+
+
+class CallRequest(Value):
+    """A `call` as a plain function process receives it. Answer with `legion.reply`."""
+
+    __slots__ = ("from_", "request")
+    __match_args__ = ("from_", "request")
+    from_: From
+    request: Any
+
+    def __init__(self, from_: From, request: Any) -> None:
+        super().__init__(from_, request)
+
+
+class CastRequest(Value):
+    """A `cast` as a plain process receives it."""
+
+    __slots__ = ("message",)
+    __match_args__ = ("message",)
+    message: Any
+
+    def __init__(self, message: Any) -> None:
+        super().__init__(message)
+
+
+class _TimeoutType(Value):
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "legion.Timeout"
+
+
+Timeout: Final = _TimeoutType()
+"""The message a `Server` receives in `handle_info` when its idle timeout expires."""
+
+VALUE_TYPES: tuple[type[Value], ...] = (
+    Pid, Ref, Crash, From, Exit, Down, CallRequest, CastRequest, _TimeoutType,
+)  # fmt: skip
+"""Extension-type codes on the wire are 1 + the index in this tuple: never reorder it."""

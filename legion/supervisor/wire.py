@@ -1,0 +1,385 @@
+"""The wire protocol between application, node, zygote and processes: one module, one codec.
+
+Frames are a 4-byte little-endian length followed by a msgpack body. Control messages form one
+closed, tagged union of msgspec Structs; user payloads travel as `msgspec.Raw` so the node routes
+them without decoding, and only the receiver turns them into Python values. The runtime's value
+types (`Pid`, `Ref`, `Crash`, `Exit`, `Down`, ...)
+are msgpack extension types, so they keep their type inside any user message.
+
+Direction is in the name: `*In` frames go from the node to a process; the others go to the node.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from typing import Any, Union, cast
+
+import msgspec
+
+from .terms import VALUE_TYPES, Pid, Ref, Timeout, _TimeoutType
+
+__all__ = ["FrameReader", "decode", "decode_term", "encode", "encode_term", "frame"]
+
+_HEADER = struct.Struct("<I")
+MAX_FRAME = 64 * 1024 * 1024
+_EXT_CODES = {cls: code for code, cls in enumerate(VALUE_TYPES, start=1)}
+
+
+def _enc_hook(obj: Any) -> Any:
+    code = _EXT_CODES.get(type(obj))
+    if code is None:
+        raise TypeError(f"Encoding objects of type {type(obj).__qualname__} is unsupported")
+    return msgspec.msgpack.Ext(code, _encoder.encode(obj.fields()))
+
+
+def _ext_hook(code: int, data: memoryview) -> Any:
+    if 1 <= code <= len(VALUE_TYPES):
+        cls = VALUE_TYPES[code - 1]
+        if cls is _TimeoutType:
+            return Timeout
+        return cls(*_term_decoder.decode(data))
+    return msgspec.msgpack.Ext(code, bytes(data))
+
+
+def _dec_hook(type_: type, obj: Any) -> Any:
+    if isinstance(obj, type_):
+        return obj
+    raise NotImplementedError
+
+
+_plain = msgspec.msgpack.Encoder()
+_plain_dec = msgspec.msgpack.Decoder()
+_encoder = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
+_term_decoder = msgspec.msgpack.Decoder(ext_hook=_ext_hook)
+
+
+class _Frame(msgspec.Struct, tag=True, array_like=True):
+    pass
+
+
+# -- connection set-up ---------------------------------------------------------------------------
+
+
+class Hello(_Frame):
+    """First frame of an application connection."""
+
+    sys_path: list[str]
+    cwd: str
+    main_path: str | None
+    embedded: bool
+
+
+class Boot(_Frame):
+    """First frame the node sends a new process: who it is and what to run."""
+
+    pid: Pid
+    parent: Pid | None
+    arg: msgspec.Raw
+    has_arg: bool
+    sync: bool
+
+
+class Welcome(_Frame):
+    """The node's answer to `Hello`: the application connection's own pid."""
+
+    pid: Pid
+
+
+# -- requests to the node (from the application or a process) ------------------------------------
+
+
+class Spawn(_Frame):
+    req: int
+    module: str
+    qualname: str
+    main_path: str | None
+    sys_path: list[str]
+    cwd: str
+    arg: msgspec.Raw
+    has_arg: bool
+    link: bool
+    monitor: Ref | None
+    name: str | None
+    sync: bool
+
+
+class Send(_Frame):
+    to: Any  # Pid or registered name
+    payload: msgspec.Raw
+    req: int  # > 0: acknowledge (used when sending to a name, which must exist)
+
+
+class Call(_Frame):
+    to: Any
+    ref: Ref
+    payload: msgspec.Raw
+
+
+class Reply(_Frame):
+    to: Pid
+    ref: Ref
+    payload: msgspec.Raw
+
+
+class Cast(_Frame):
+    to: Any
+    payload: msgspec.Raw
+
+
+class CancelCall(_Frame):
+    ref: Ref
+
+
+class Link(_Frame):
+    req: int
+    pid: Pid
+
+
+class Unlink(_Frame):
+    req: int
+    pid: Pid
+
+
+class Monitor(_Frame):
+    ref: Ref
+    dest: Any
+
+
+class Demonitor(_Frame):
+    ref: Ref
+
+
+class ExitSignal(_Frame):
+    to: Pid
+    reason: Any
+
+
+class TrapExit(_Frame):
+    flag: bool
+
+
+class Register(_Frame):
+    req: int
+    name: str
+    pid: Pid
+
+
+class Unregister(_Frame):
+    req: int
+    name: str
+
+
+class Whereis(_Frame):
+    req: int
+    name: str
+
+
+class StopProcess(_Frame):
+    req: int
+    dest: Any
+    reason: Any
+
+
+class InitDone(_Frame):
+    """A synchronously started process finished `init`: ok, ignored, or failed with a reason."""
+
+    ok: bool
+    ignore: bool
+    reason: Any
+
+
+class Exiting(_Frame):
+    """The last frame of a process that ends by itself: the reason it ends with."""
+
+    reason: Any
+
+
+class Sync(_Frame):
+    """A barrier: acknowledged after every earlier frame of this connection was handled."""
+
+    req: int
+
+
+# -- frames from the node to a process ----------------------------------------------------------
+
+
+class Ack(_Frame):
+    req: int
+    value: Any
+    error: Any  # None on success, else the reason
+
+
+class MessageIn(_Frame):
+    payload: msgspec.Raw
+
+
+class CallIn(_Frame):
+    caller: Pid
+    ref: Ref
+    payload: msgspec.Raw
+
+
+class ReplyIn(_Frame):
+    ref: Ref
+    payload: msgspec.Raw
+
+
+class CallFailed(_Frame):
+    ref: Ref
+    reason: Any
+
+
+class CastIn(_Frame):
+    payload: msgspec.Raw
+
+
+class ExitIn(_Frame):
+    sender: Pid
+    reason: Any
+
+
+class DownIn(_Frame):
+    ref: Ref
+    pid: Pid | None
+    name: str | None
+    reason: Any
+
+
+class StopIn(_Frame):
+    reason: Any
+
+
+Frame = Union[  # noqa: UP007 - a long union reads better as Union[...]
+    Hello, Boot, Welcome, Spawn, Send, Call, Reply, Cast, CancelCall, Link, Unlink, Monitor,
+    Demonitor, ExitSignal, TrapExit, Register, Unregister, Whereis, StopProcess, InitDone, Exiting,
+    Sync, Ack, MessageIn, CallIn, ReplyIn, CallFailed, CastIn, ExitIn, DownIn, StopIn,
+]  # fmt: skip
+
+_decoder = msgspec.msgpack.Decoder(Frame, ext_hook=_ext_hook, dec_hook=_dec_hook)
+
+
+# -- node <-> zygote control frames (SOCK_SEQPACKET, fds by SCM_RIGHTS) --------------------------
+
+
+class Fork(_Frame):
+    id: int
+    module: str
+    qualname: str
+    main_path: str | None
+    sys_path: list[str]
+    cwd: str
+
+
+class Forked(_Frame):
+    id: int
+    os_pid: int
+    error: str | None
+
+
+class Reaped(_Frame):
+    os_pid: int
+    status: int
+
+
+class ZygoteReady(_Frame):
+    os_pid: int
+
+
+ZygoteFrame = Fork | Forked | Reaped | ZygoteReady
+_zygote_decoder = msgspec.msgpack.Decoder(ZygoteFrame)
+
+
+def encode_zygote(msg: ZygoteFrame) -> bytes:
+    return _plain.encode(msg)
+
+
+def decode_zygote(data: bytes) -> ZygoteFrame:
+    return cast(ZygoteFrame, _zygote_decoder.decode(data))
+
+
+# -- codec ----------------------------------------------------------------------------------------
+
+
+def encode_term(value: Any) -> msgspec.Raw:
+    """Encode a user value. A value msgpack cannot carry is a `TypeError` naming its type."""
+    try:
+        return msgspec.Raw(_encoder.encode(value))
+    except TypeError as exc:
+        raise TypeError(
+            f"cannot send a value of type {_culprit(value)}: messages must be msgspec-encodable "
+            "(None, bool, int, float, str, bytes, list, tuple, dict, set, msgspec.Struct, "
+            f"dataclass, enum, datetime, UUID, Decimal, Pid, Ref) ({exc})"
+        ) from None
+
+
+def _culprit(value: Any) -> str:
+    """The qualified name of the first value inside `value` that msgpack cannot encode."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        try:
+            _encoder.encode(item)
+        except TypeError:
+            if isinstance(item, dict):
+                stack.extend(item.keys())
+                stack.extend(item.values())
+                continue
+            if isinstance(item, list | tuple | set | frozenset):
+                stack.extend(item)
+                continue
+            cls = type(item)
+            return f"{cls.__module__}.{cls.__qualname__}"
+    cls = type(value)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def decode_term(raw: msgspec.Raw | bytes | memoryview) -> Any:
+    return _term_decoder.decode(raw)
+
+
+_NONE = msgspec.Raw(_plain.encode(None))
+
+
+def none_term() -> msgspec.Raw:
+    return _NONE
+
+
+def encode(msg: Frame) -> bytes:
+    """One complete frame: length header plus body."""
+    body = _encoder.encode(msg)
+    return _HEADER.pack(len(body)) + body
+
+
+def frame(body: bytes) -> bytes:
+    return _HEADER.pack(len(body)) + body
+
+
+def decode(body: bytes | memoryview) -> Frame:
+    return cast(Frame, _decoder.decode(body))
+
+
+class FrameReader:
+    """Splits a byte stream into frame bodies. Feed it what the socket gave; iterate the frames."""
+
+    __slots__ = ("_buf",)
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        buf = self._buf
+        buf += data
+        pos, end = 0, len(buf)
+        try:
+            while end - pos >= 4:
+                (size,) = _HEADER.unpack_from(buf, pos)
+                if size > MAX_FRAME:
+                    raise ValueError(f"frame of {size} bytes exceeds the {MAX_FRAME}-byte cap")
+                if end - pos - 4 < size:
+                    break
+                body = bytes(buf[pos + 4 : pos + 4 + size])
+                pos += 4 + size
+                yield body
+        finally:
+            del buf[:pos]

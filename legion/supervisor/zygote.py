@@ -1,0 +1,198 @@
+"""The agent zygote: a pre-imported, single-threaded fork server for process spawns.
+
+The node starts it once (`python -m legion.supervisor.zygote FD`). It imports trio, msgspec and
+the runtime, freezes the heap (`gc.freeze()`, so forked children share those pages), and then waits
+on its control socket. For each `Fork` request it imports the requested module (once; later
+spawns of the same module are a bare fork), resolves the class or function, forks, and hands the
+child the connection socket it received by SCM_RIGHTS. The child sets PDEATHSIG, so it dies with
+the zygote, and calls `process.run`. The zygote reaps children and reports each exit status.
+
+It never runs a trio loop and never starts a thread: forking such a process is unsafe. It is never
+given PDEATHSIG itself; it learns that the node died by EOF on the control socket, and then kills
+every child and exits.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import importlib
+import os
+import runpy
+import select
+import signal
+import socket
+import sys
+from typing import Any
+
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+importing_user_code = False
+"""True while the zygote imports application modules (the API refuses to run then)."""
+
+
+def main(ctl_fd: int) -> None:
+    import trio  # noqa: F401 - preloaded so that every fork starts warm
+
+    from . import process, server, wire  # noqa: F401
+
+    for name in filter(None, os.environ.get("LEGION_PRELOAD", "").split(",")):
+        _import_user(lambda n=name: importlib.import_module(n))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ctl = socket.socket(fileno=ctl_fd)
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.set_wakeup_fd(wake_w)
+    children: set[int] = set()
+    gc.freeze()
+    ctl.send(wire.encode_zygote(wire.ZygoteReady(os.getpid())))
+    while True:
+        readable, _, _ = select.select([ctl.fileno(), wake_r], [], [])
+        if wake_r in readable:
+            while True:
+                try:
+                    if not os.read(wake_r, 4096):
+                        break
+                except BlockingIOError:
+                    break
+            _reap(ctl, children)
+        if ctl.fileno() in readable:
+            try:
+                data, fds, _, _ = socket.recv_fds(ctl, 1 << 20, 2)
+            except OSError:
+                data, fds = b"", []
+            if not data:
+                _kill_all(children)
+                return
+            msg = wire.decode_zygote(data)
+            if type(msg) is wire.Fork:
+                _fork(ctl, msg, fds[0], children, (ctl_fd, wake_r, wake_w))
+
+
+def _fork(
+    ctl: socket.socket, msg: Any, fd: int, children: set[int], own_fds: tuple[int, ...]
+) -> None:
+    from . import wire
+
+    try:
+        target = _resolve(msg)
+    except BaseException as exc:
+        os.close(fd)
+        error = (
+            f"cannot import {msg.qualname} from module {msg.module!r} in the worker: "
+            f"{type(exc).__name__}: {exc}. Classes and functions run as processes must be "
+            "importable by module path: define them at the top level of a module, or of a "
+            "script whose entry point is under `if __name__ == '__main__':`"
+        )
+        ctl.send(wire.encode_zygote(wire.Forked(msg.id, 0, error)))
+        return
+    zygote_pid = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _child(fd, target, msg.cwd, zygote_pid, own_fds)
+        finally:
+            os._exit(1)
+    os.close(fd)
+    children.add(pid)
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        ctl.send(wire.encode_zygote(wire.Forked(msg.id, pid, None)))
+        return
+    try:
+        socket.send_fds(ctl, [wire.encode_zygote(wire.Forked(msg.id, pid, None))], [pidfd])
+    finally:
+        os.close(pidfd)
+
+
+def _child(fd: int, target: Any, cwd: str, zygote_pid: int, own_fds: tuple[int, ...]) -> None:
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for own in own_fds:
+        os.close(own)
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != zygote_pid:
+        os._exit(1)
+    try:
+        os.chdir(cwd)
+    except OSError:
+        pass
+    gc.unfreeze()
+    from .process import run
+
+    run(fd, target)
+
+
+def _import_user(load: Any) -> Any:
+    global importing_user_code
+    importing_user_code = True
+    try:
+        return load()
+    finally:
+        importing_user_code = False
+
+
+def _resolve(msg: Any) -> Any:
+    for entry in reversed(msg.sys_path):
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
+    if msg.module == "__main__":
+        module = sys.modules.get("__mp_main__")
+        if module is None or getattr(module, "__file__", None) != msg.main_path:
+            if msg.main_path is None:
+                raise ImportError("the application's __main__ has no file")
+            os.chdir(msg.cwd)
+            namespace = _import_user(lambda: runpy.run_path(msg.main_path, run_name="__mp_main__"))
+            module = type(sys)("__mp_main__")
+            module.__dict__.update(namespace)
+            sys.modules["__mp_main__"] = module
+    else:
+        module = sys.modules.get(msg.module)
+        if module is None:
+            os.chdir(msg.cwd)
+            module = _import_user(lambda: importlib.import_module(msg.module))
+    obj: Any = module
+    for part in msg.qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _reap(ctl: socket.socket, children: set[int]) -> None:
+    from . import wire
+
+    while children:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        children.discard(pid)
+        try:
+            ctl.send(wire.encode_zygote(wire.Reaped(pid, status)))
+        except OSError:
+            pass
+
+
+def _kill_all(children: set[int]) -> None:
+    for pid in children:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for pid in list(children):
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+
+
+if __name__ == "__main__":
+    # Run as the package module, not as __main__, so the API sees `importing_user_code`.
+    from legion.supervisor import zygote as _zygote
+
+    _zygote.main(int(sys.argv[1]))

@@ -1,0 +1,186 @@
+"""Processes the runtime tests start. They live in a module so workers can import them by path."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+
+import legion
+
+
+class Probe(legion.Server):
+    """A server the tests drive by calls; it forwards every other message to its owner.
+
+    arg: {"owner": pid, "trap": bool, "forward": bool}. Calls are commands: ("echo", x),
+    ("trap", flag), ("link", pid), ("unlink", pid), ("monitor", dest), ("exit", pid, reason),
+    ("raise", text), ("stop", reason, reply), ("call", dest, request, timeout), ("send", dest, msg),
+    ("register", name), ("noreply",), ("reply", from_, value), ("sleep", seconds), ("self",).
+    """
+
+    def init(self, arg: Any) -> Any:
+        arg = arg or {}
+        self.owner = arg.get("owner")
+        if arg.get("trap"):
+            legion.trap_exit(True)
+        if arg.get("fail") == "raise":
+            raise ValueError("init failed on purpose")
+        if arg.get("fail") == "stop":
+            return legion.Stop(("shutdown", "no thanks"))
+        if arg.get("fail") == "ignore":
+            return legion.Ignore()
+        if arg.get("continue") is not None:
+            self.seen = []
+            return legion.Continue(arg["continue"])
+        if arg.get("idle") is not None:
+            return legion.NoReply(timeout=arg["idle"])
+        return None
+
+    def handle_continue(self, term: Any) -> Any:
+        self.seen.append(("continue", term))
+        if self.owner is not None:
+            legion.send(self.owner, ("continued", term))
+
+    def handle_call(self, request: Any, from_: legion.From) -> Any:
+        cmd, *args = request
+        if cmd == "echo":
+            return args[0]
+        if cmd == "trap":
+            return legion.trap_exit(args[0])
+        if cmd == "link":
+            legion.link(args[0])
+            return "ok"
+        if cmd == "unlink":
+            legion.unlink(args[0])
+            return "ok"
+        if cmd == "monitor":
+            return legion.monitor(args[0])
+        if cmd == "exit":
+            legion.exit(args[0], args[1])
+            return "ok"
+        if cmd == "raise":
+            raise RuntimeError(args[0])
+        if cmd == "stop":
+            return legion.Stop(args[0], reply=args[1])
+        if cmd == "call":
+            return legion.call(args[0], args[1], timeout=args[2])
+        if cmd == "send":
+            legion.send(args[0], args[1])
+            return "ok"
+        if cmd == "register":
+            legion.register(args[0])
+            return "ok"
+        if cmd == "noreply":
+            legion.send(self.owner, ("pending", from_))
+            return legion.NoReply()
+        if cmd == "start_link":
+            return legion.start_link(Probe, args[0])
+        if cmd == "ospid":
+            import os
+
+            return os.getpid()
+        if cmd == "reply":
+            legion.reply(args[0], args[1])
+            return "ok"
+        if cmd == "self":
+            return legion.self()
+        if cmd == "seen":
+            return self.seen
+        if cmd == "callme":
+            return legion.call(legion.self(), "x")
+        raise ValueError(f"unknown command {cmd!r}")
+
+    def handle_cast(self, message: Any) -> Any:
+        if message == "continue":
+            return legion.Continue("from-cast")
+        if self.owner is not None:
+            legion.send(self.owner, ("cast", message))
+
+    def handle_info(self, message: Any) -> Any:
+        if message is legion.Timeout:
+            message = "idle-timeout"
+        if self.owner is not None:
+            legion.send(self.owner, ("info", legion.self(), message))
+
+    def terminate(self, reason: Any) -> None:
+        if self.owner is not None:
+            legion.send(self.owner, ("terminate", legion.self(), reason))
+
+
+class AsyncProbe(legion.Server):
+    """Async callbacks, including an awaited call to another server."""
+
+    async def init(self, arg: Any) -> None:
+        await trio.sleep(0)
+        self.count = 0
+
+    async def handle_call(self, request: Any, from_: legion.From) -> Any:
+        if request[0] == "call":
+            return await legion.acall(request[1], request[2])
+        if request[0] == "sleep":
+            await trio.sleep(request[1])
+            return "slept"
+        self.count += 1
+        return self.count
+
+
+def idle() -> None:
+    """Wait for one message, then end normally."""
+    legion.receive()
+
+
+def crash_at_once() -> None:
+    raise ValueError("crashed at once")
+
+
+def send_then_exit(args: Any) -> None:
+    """Send `count` messages to `owner`, then end with `reason`."""
+    owner, count, reason = args
+    for i in range(count):
+        legion.send(owner, i)
+    raise legion.ProcessExit(reason)
+
+
+def hard_exit(code: int) -> None:
+    import os
+
+    os._exit(code)
+
+
+def echo_loop() -> None:
+    """Echo ("echo", pid, x) messages back as x until told "stop"."""
+    while True:
+        message = legion.receive()
+        if message == "stop":
+            return
+        legion.send(message[1], message[2])
+
+
+async def async_echo_loop() -> None:
+    while True:
+        message = await legion.areceive()
+        if message == "stop":
+            return
+        legion.send(message[1], message[2])
+
+
+class Slow(legion.Server):
+    """Sleeps in handle_call for the requested seconds; used for timeouts and mid-call deaths."""
+
+    def handle_call(self, request: Any, from_: legion.From) -> Any:
+        import time
+
+        if request[0] == "sleep":
+            if len(request) > 2:
+                legion.send(request[2], "sleeping")
+            time.sleep(request[1])
+            return "late"
+        if request[0] == "die":
+            raise legion.ProcessExit(request[1])
+        return request
+
+
+def spin() -> None:
+    """Burn CPU in C-level code forever (never returns to the loop)."""
+    while True:
+        sum(range(1_000_000))
