@@ -15,6 +15,7 @@ when the application disconnects) or as a service, `legion node`, that applicati
 from __future__ import annotations
 
 import array
+import contextlib
 import itertools
 import logging
 import os
@@ -771,6 +772,17 @@ async def run_service(
             os.unlink(path)
 
 
+def _raise_fd_limit() -> None:
+    """Each process costs the node a socket and a pidfd: allow as many as the hard limit."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
@@ -779,6 +791,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--socket")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="legion node: %(message)s")
+    _raise_fd_limit()
     if args.embedded_fd is not None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         trio.run(run_embedded, args.embedded_fd)
