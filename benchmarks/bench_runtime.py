@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import statistics
 import sys
 import time
 from typing import Any
@@ -176,7 +175,7 @@ def p(values: list[float], q: float) -> float:
 
 def row(what: str, ours: float, unit: str, baselines: dict[str, float], target: str = "") -> None:
     parts = [
-        f"{name} {value:,.1f}{unit} (×{ours / value:.2f})" for name, value in baselines.items()
+        f"{name} {value:,.1f}{unit} (x{ours / value:.2f})" for name, value in baselines.items()
     ]
     line = f"{what:<34} legion {ours:,.1f}{unit}"
     if target:
