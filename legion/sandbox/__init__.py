@@ -137,6 +137,7 @@ def shutdown() -> None:
 
     runner = sys.modules.get(__name__ + ".runner")
     if runner is not None:
+        runner.SPARES.clear()
         runner.ZYGOTE.stop()
 
 

@@ -271,6 +271,7 @@ class Runner:
                 return self._result(False, error=str(exc), kind="forbidden", tb=str(exc),
                                     layers=layers)
         linecache.cache[FILENAME] = (len(req.code), None, req.code.splitlines(True), FILENAME)
+        defs = bindings_mod.definitions(req.code, tree)
         last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
         try:
             exec(compile(tree, FILENAME, "exec"), self.ns)
@@ -282,7 +283,9 @@ class Runner:
                 raise OutputLimitExceeded(self.capture.message())
         except BaseException as exc:
             return self._failure(exc, layers)
-        self.defs.update(bindings_mod.definitions(req.code, ast.parse(req.code)))
+        for name, source in defs.items():
+            self.defs.pop(name, None)
+            self.defs[name] = source
         return self._success(value, req, layers)
 
     def _failure(self, exc: BaseException, layers: list[str]) -> Result:
