@@ -120,6 +120,13 @@ FRAME_ATTRIBUTES = frozenset(
     }
 )
 
+SAFE_DUNDERS = frozenset(
+    "__init__ __name__ __qualname__ __doc__ __str__ __repr__ __len__ __iter__ __next__ "
+    "__eq__ __lt__ __le__ __gt__ __ge__ __hash__ __enter__ __exit__ __contains__ "
+    "__getitem__ __setitem__ __post_init__".split()
+)
+"""Dunder attributes ordinary class code uses (``super().__init__``, ``type(x).__name__``)."""
+
 SAFE_BUILTINS = (
     "abs all any ascii bin bool bytearray bytes callable chr classmethod complex dict dir divmod "
     "enumerate filter float format frozenset hash hex id int isinstance issubclass iter len list "
@@ -175,7 +182,7 @@ def check(tree: ast.AST) -> None:
             _check_name(node.id, node)
         elif isinstance(node, ast.Attribute):
             attr = node.attr
-            if attr.startswith("_"):
+            if attr.startswith("_") and attr not in SAFE_DUNDERS:
                 raise GuardError(
                     f"attributes starting with '_' are not allowed in the sandbox: .{attr}",
                     line,
@@ -203,11 +210,6 @@ def check(tree: ast.AST) -> None:
                 _check_name(alias.name, node)
                 if alias.asname:
                     _check_name(alias.asname, node)
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            if node.name.startswith("__"):
-                raise GuardError(
-                    f"names starting with '_' are not allowed in the sandbox: {node.name}", line
-                )
         elif isinstance(node, (ast.Global, ast.Nonlocal)):
             for name in node.names:
                 _check_name(name, node)
