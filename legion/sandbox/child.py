@@ -17,8 +17,6 @@ import types
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-import msgspec
-
 from . import bindings as bindings_mod
 from . import guard, protocol
 from .landlock import Landlock
@@ -317,7 +315,7 @@ class Runner:
         native = True
         try:
             size = len(protocol.encode(value))
-        except (TypeError, ValueError, RecursionError, msgspec.EncodeError):
+        except Exception:  # not msgpack-native (incl. ints beyond 64 bits): send the repr
             native, value, size = False, None, 0
         if size > protocol.MAX_FRAME // 2:
             return self._result(False, kind="output_limit", layers=layers,

@@ -18,6 +18,7 @@ ALLOWED_MODULES: tuple[str, ...] = (
     "base64",
     "bisect",
     "calendar",
+    "codecs",
     "collections",
     "copy",
     "dataclasses",

@@ -477,6 +477,8 @@ def _from_exit(exited: Exited | None, limits: Limits) -> tuple[ErrorKind, str]:
         return "crashed", f"the sandboxed interpreter crashed ({name}); evaluation aborted"
     if exited.exit_code == protocol.EXIT_HARDENING:
         return "crashed", "the sandboxed child could not harden itself; evaluation aborted"
+    if exited.exit_code == protocol.EXIT_PROTOCOL:
+        return "crashed", "the sandbox runtime failed while sending the result; evaluation aborted"
     return "crashed", f"the sandboxed interpreter exited (code {exited.exit_code}) without a result"
 
 
