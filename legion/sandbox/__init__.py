@@ -84,13 +84,17 @@ def evaluate(
     else:
         raise SandboxError("evaluate() blocks; inside async code use 'await aevaluate(...)'")
     limits = runner.make_limits(
-        timeout=timeout, max_memory=max_memory, max_cpu=max_cpu, max_output=max_output,
-        unsafe=unsafe, session=False, guard=_guard, break_seccomp=_break_seccomp,
+        timeout=timeout,
+        max_memory=max_memory,
+        max_cpu=max_cpu,
+        max_output=max_output,
+        unsafe=unsafe,
+        session=False,
+        guard=_guard,
+        break_seccomp=_break_seccomp,
     )
     table = proxy.resolve_tools(tools)
-    return trio.run(
-        functools.partial(runner.evaluate_trio, code, table, bindings, timeout, limits)
-    )
+    return trio.run(functools.partial(runner.evaluate_trio, code, table, bindings, timeout, limits))
 
 
 async def aevaluate(
@@ -113,8 +117,14 @@ async def aevaluate(
     from . import bridge, proxy, runner
 
     limits = runner.make_limits(
-        timeout=timeout, max_memory=max_memory, max_cpu=max_cpu, max_output=max_output,
-        unsafe=unsafe, session=False, guard=_guard, break_seccomp=_break_seccomp,
+        timeout=timeout,
+        max_memory=max_memory,
+        max_cpu=max_cpu,
+        max_output=max_output,
+        unsafe=unsafe,
+        session=False,
+        guard=_guard,
+        break_seccomp=_break_seccomp,
     )
     table = proxy.resolve_tools(tools)
     if sniffio.current_async_library() == "trio":

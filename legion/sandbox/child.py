@@ -72,8 +72,14 @@ class _Capture:
     def message(self) -> str:
         return f"output limit exceeded ({self.cap} characters)"
 
-    def print(self, *args: Any, sep: str | None = " ", end: str | None = "\n", file: Any = None,
-              flush: bool = False) -> None:
+    def print(
+        self,
+        *args: Any,
+        sep: str | None = " ",
+        end: str | None = "\n",
+        file: Any = None,
+        flush: bool = False,
+    ) -> None:
         sep = " " if sep is None else sep
         end = "\n" if end is None else end
         text = sep.join(str(a) for a in args) + end
@@ -230,13 +236,35 @@ class Runner:
         self.ns["__builtins__"] = table
         sys.stdout = sys.stderr = self.capture  # type: ignore[assignment]
 
-    def _result(self, ok: bool, *, error: str = "", kind: str = "", tb: str = "",
-                value: Any = None, value_repr: str = "", native: bool = False,
-                blob: bytes | None = None, dropped: list[str] | None = None,
-                layers: list[str]) -> Result:
+    def _result(
+        self,
+        ok: bool,
+        *,
+        error: str = "",
+        kind: str = "",
+        tb: str = "",
+        value: Any = None,
+        value_repr: str = "",
+        native: bool = False,
+        blob: bytes | None = None,
+        dropped: list[str] | None = None,
+        layers: list[str],
+    ) -> Result:
         variables = bindings_mod.describe(self.ns, self.tools) if ok else {}
-        return Result(ok, value, native, value_repr, self.capture.take(), error, kind, tb,
-                      variables, blob, dropped or [], layers)
+        return Result(
+            ok,
+            value,
+            native,
+            value_repr,
+            self.capture.take(),
+            error,
+            kind,
+            tb,
+            variables,
+            blob,
+            dropped or [],
+            layers,
+        )
 
     def run(self, req: Request, layers: list[str]) -> Result:
         self.capture.take()
@@ -248,9 +276,12 @@ class Runner:
             try:
                 bindings_mod.restore(req.bindings, self.ns, self.defs)
             except Exception as exc:
-                return self._result(False, error=f"the previous variables could not be "
-                                    f"restored: {_exc_line(exc)}", kind="exception",
-                                    layers=layers)
+                return self._result(
+                    False,
+                    error=f"the previous variables could not be restored: {_exc_line(exc)}",
+                    kind="exception",
+                    layers=layers,
+                )
         self.restored = True
         for name, fns in req.tools.items():
             self.ns[name] = ToolStub(self.link, name, fns)
@@ -266,8 +297,9 @@ class Runner:
             try:
                 guard.check(tree)
             except guard.GuardError as exc:
-                return self._result(False, error=str(exc), kind="forbidden", tb=str(exc),
-                                    layers=layers)
+                return self._result(
+                    False, error=str(exc), kind="forbidden", tb=str(exc), layers=layers
+                )
         linecache.cache[FILENAME] = (len(req.code), None, req.code.splitlines(True), FILENAME)
         defs = bindings_mod.definitions(req.code, tree)
         last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
@@ -292,7 +324,9 @@ class Runner:
         if isinstance(exc, MemoryError):
             kind = "memory"
             msg = f"memory limit exceeded ({self.limits.max_memory // MIB} MiB)"
-            self.ns.clear()
+            builtins_table = self.ns.get("__builtins__")
+            self.ns.clear()  # free the memory to report; a session restarts from its snapshot
+            self.ns["__builtins__"] = builtins_table
             gc.collect()
         elif isinstance(exc, OutputLimitExceeded) or self.capture.exceeded:
             kind, msg = "output_limit", self.capture.message()
@@ -318,18 +352,33 @@ class Runner:
         except Exception:  # not msgpack-native (incl. ints beyond 64 bits): send the repr
             native, value, size = False, None, 0
         if size > protocol.MAX_FRAME // 2:
-            return self._result(False, kind="output_limit", layers=layers,
-                                error=f"result too large ({size // MIB} MiB; the limit is "
-                                f"{protocol.MAX_FRAME // MIB // 2} MiB)")
+            return self._result(
+                False,
+                kind="output_limit",
+                layers=layers,
+                error=f"result too large ({size // MIB} MiB; the limit is "
+                f"{protocol.MAX_FRAME // MIB // 2} MiB)",
+            )
         blob, dropped = None, None
         if req.snapshot:
             try:
                 blob, dropped = bindings_mod.snapshot(self.ns, self.defs, self.tools)
             except Exception as exc:
-                return self._result(False, kind="exception", layers=layers,
-                                    error=f"the variables could not be saved: {_exc_line(exc)}")
-        return self._result(True, value=value, value_repr=value_repr, native=native,
-                            blob=blob, dropped=dropped, layers=layers)
+                return self._result(
+                    False,
+                    kind="exception",
+                    layers=layers,
+                    error=f"the variables could not be saved: {_exc_line(exc)}",
+                )
+        return self._result(
+            True,
+            value=value,
+            value_repr=value_repr,
+            native=native,
+            blob=blob,
+            dropped=dropped,
+            layers=layers,
+        )
 
 
 def main(in_fd: int, out_fd: int, limits: Limits, st: ZygoteState) -> NoReturn:

@@ -122,19 +122,95 @@ FRAME_ATTRIBUTES = frozenset(
 )
 
 SAFE_DUNDERS = frozenset(
-    "__init__ __name__ __qualname__ __doc__ __str__ __repr__ __len__ __iter__ __next__ "
-    "__eq__ __lt__ __le__ __gt__ __ge__ __hash__ __enter__ __exit__ __contains__ "
-    "__getitem__ __setitem__ __post_init__".split()
+    [
+        "__init__",
+        "__name__",
+        "__qualname__",
+        "__doc__",
+        "__str__",
+        "__repr__",
+        "__len__",
+        "__iter__",
+        "__next__",
+        "__eq__",
+        "__lt__",
+        "__le__",
+        "__gt__",
+        "__ge__",
+        "__hash__",
+        "__enter__",
+        "__exit__",
+        "__contains__",
+        "__getitem__",
+        "__setitem__",
+        "__post_init__",
+    ]
 )
 """Dunder attributes ordinary class code uses (``super().__init__``, ``type(x).__name__``)."""
 
-SAFE_BUILTINS = (
-    "abs all any ascii bin bool bytearray bytes callable chr classmethod complex dict dir divmod "
-    "enumerate filter float format frozenset hash hex id int isinstance issubclass iter len list "
-    "map max min next object oct ord pow print property range repr reversed round set slice "
-    "sorted staticmethod str sum super tuple type zip hasattr aiter anext "
-    "True False None Ellipsis NotImplemented"
-).split()
+SAFE_BUILTINS = [
+    "abs",
+    "all",
+    "any",
+    "ascii",
+    "bin",
+    "bool",
+    "bytearray",
+    "bytes",
+    "callable",
+    "chr",
+    "classmethod",
+    "complex",
+    "dict",
+    "dir",
+    "divmod",
+    "enumerate",
+    "filter",
+    "float",
+    "format",
+    "frozenset",
+    "hash",
+    "hex",
+    "id",
+    "int",
+    "isinstance",
+    "issubclass",
+    "iter",
+    "len",
+    "list",
+    "map",
+    "max",
+    "min",
+    "next",
+    "object",
+    "oct",
+    "ord",
+    "pow",
+    "print",
+    "property",
+    "range",
+    "repr",
+    "reversed",
+    "round",
+    "set",
+    "slice",
+    "sorted",
+    "staticmethod",
+    "str",
+    "sum",
+    "super",
+    "tuple",
+    "type",
+    "zip",
+    "hasattr",
+    "aiter",
+    "anext",
+    "True",
+    "False",
+    "None",
+    "Ellipsis",
+    "NotImplemented",
+]
 
 
 class GuardError(Exception):
@@ -169,9 +245,7 @@ def _check_name(name: str, node: ast.AST) -> None:
     if name in FORBIDDEN_NAMES:
         raise GuardError(f"{name} is not permitted in the sandbox", line)
     if name.startswith("_") and name != "_":
-        raise GuardError(
-            f"names starting with '_' are not allowed in the sandbox: {name}", line
-        )
+        raise GuardError(f"names starting with '_' are not allowed in the sandbox: {name}", line)
 
 
 def check(tree: ast.AST) -> None:

@@ -5,9 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-ErrorKind = Literal[
-    "exception", "timeout", "memory", "cpu", "forbidden", "crashed", "output_limit"
-]
+ErrorKind = Literal["exception", "timeout", "memory", "cpu", "forbidden", "crashed", "output_limit"]
 ERROR_KINDS: tuple[ErrorKind, ...] = (
     "exception",
     "timeout",

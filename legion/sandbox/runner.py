@@ -82,8 +82,16 @@ class Zygote:
         debug = os.environ.get("LEGION_SANDBOX_DEBUG")
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", "-B", "-c", BOOTSTRAP, str(theirs.fileno()),
-                 *_zygote_paths()],
+                [
+                    sys.executable,
+                    "-I",
+                    "-S",
+                    "-B",
+                    "-c",
+                    BOOTSTRAP,
+                    str(theirs.fileno()),
+                    *_zygote_paths(),
+                ],
                 pass_fds=[theirs.fileno()],
                 env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
                 cwd="/",
@@ -125,7 +133,8 @@ class Zygote:
                     if ctl is None:
                         raise BrokenPipeError
                     socket.send_fds(
-                        ctl, [protocol.encode(protocol.Spawn(limits))],
+                        ctl,
+                        [protocol.encode(protocol.Spawn(limits))],
                         [p2c_r, c2p_w, theirs.fileno()],
                     )
             except OSError:
@@ -276,6 +285,7 @@ class Child:
         self.buffer = bytearray()
         self.exited: Exited | None = None
         self.closed = False
+        self.finished = False  # no longer usable for another request (session mode)
         os.set_blocking(to_child, False)
         os.set_blocking(from_child, False)
         status.setblocking(False)
@@ -287,9 +297,9 @@ class Child:
         return cls(status, to_child, from_child)
 
     @classmethod
-    async def spawn(cls, limits: Limits) -> Child:
+    async def spawn(cls, limits: Limits, *, spares: bool = True) -> Child:
         """A hardened child: a spare prepared earlier when one matches, else a new one."""
-        spare = SPARES.take(limits)
+        spare = SPARES.take(limits) if spares else None
         if spare is not None:
             try:
                 await spare.spawned()
@@ -303,7 +313,8 @@ class Child:
             child = cls.request(limits)
             try:
                 await child.spawned()
-                SPARES.refill(limits)
+                if spares:
+                    SPARES.refill(limits)
                 return child
             except SandboxCrashed:
                 child.close()
@@ -448,7 +459,9 @@ async def _serve_call(child: Child, call: Call, tools: ToolTable, caller: ToolCa
             data_ok = False
         if not data_ok:
             reply = Reply(
-                call.id, False, None,
+                call.id,
+                False,
+                None,
                 f"{call.tool}.{call.fn} returned a value of type {type(value).__name__}, which "
                 "cannot be passed to the sandbox; tools must return plain values "
                 "(str, int, float, bool, None, bytes, list, dict, datetime)",
@@ -552,17 +565,30 @@ async def exchange(
             duration=duration,
         )
     child.kill()
+    child.finished = True
     exited = await child.wait_exited()
     if failure is None:
         failure = _from_exit(exited, limits)
     kind, message = failure
-    return Evaluation(ok=False, error=message, error_kind=kind, bindings=previous,
-                      duration=time.perf_counter() - started)
+    return Evaluation(
+        ok=False,
+        error=message,
+        error_kind=kind,
+        bindings=previous,
+        duration=time.perf_counter() - started,
+    )
 
 
 def make_limits(
-    *, timeout: float, max_memory: int | None, max_cpu: float | None, max_output: int,
-    unsafe: bool, session: bool, guard: bool, break_seccomp: bool,
+    *,
+    timeout: float,
+    max_memory: int | None,
+    max_cpu: float | None,
+    max_output: int,
+    unsafe: bool,
+    session: bool,
+    guard: bool,
+    break_seccomp: bool,
 ) -> Limits:
     if timeout <= 0:
         raise ValueError("timeout must be positive")
@@ -594,10 +620,12 @@ async def evaluate_trio(
     child = await Child.spawn(limits)
     try:
         request = Request(
-            code, {n: sorted(f) for n, f in tools.items()},
+            code,
+            {n: sorted(f) for n, f in tools.items()},
             bindings.blob if bindings is not None else None,
         )
-        return await exchange(child, request, tools, limits, deadline, timeout, bindings,
-                              caller, started)
+        return await exchange(
+            child, request, tools, limits, deadline, timeout, bindings, caller, started
+        )
     finally:
         child.close()

@@ -30,6 +30,10 @@ class SandboxInfo:
 def info() -> SandboxInfo:
     ready = ZYGOTE.ensure()
     return SandboxInfo(
-        ready.pid, ready.python, ready.seccomp, ready.seccomp_error, ready.landlock_abi,
+        ready.pid,
+        ready.python,
+        ready.seccomp,
+        ready.seccomp_error,
+        ready.landlock_abi,
         tuple(ready.modules),
     )

@@ -43,7 +43,8 @@ def no_leaks() -> Iterator[None]:
     alive = [p for p in alive if p.pid not in _allowed()]
     assert not alive, f"stray processes after the test: {alive}"
     zombies = [
-        p for p in me.children(recursive=True)
+        p
+        for p in me.children(recursive=True)
         if p.pid not in _allowed() and p.status() == psutil.STATUS_ZOMBIE
     ]
     assert not zombies

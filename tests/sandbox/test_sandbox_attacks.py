@@ -34,7 +34,9 @@ def run(code: str, **kwargs: object) -> Evaluation:
 
 def test_attack_open_etc_passwd_is_refused(target: Path) -> None:
     ev = run("open('/etc/passwd').read()")
-    assert ev.error_kind == "forbidden" and ev.error == "line 1: open is not permitted in the sandbox"
+    assert (
+        ev.error_kind == "forbidden" and ev.error == "line 1: open is not permitted in the sandbox"
+    )
 
 
 def test_attack_open_etc_passwd_without_guard_is_refused_by_the_kernel(target: Path) -> None:
@@ -45,7 +47,9 @@ def test_attack_open_etc_passwd_without_guard_is_refused_by_the_kernel(target: P
 
 def test_attack_proc_self_environ_is_refused(target: Path) -> None:
     ev = run(ESCAPE_OS + "os.open('/proc/self/environ', os.O_RDONLY)")
-    assert ev.error_kind == "forbidden" and ev.error == "line 3: open is not permitted in the sandbox"
+    assert (
+        ev.error_kind == "forbidden" and ev.error == "line 3: open is not permitted in the sandbox"
+    )
 
 
 def test_attack_os_environ_in_memory_is_empty(target: Path) -> None:
@@ -64,7 +68,10 @@ def test_attack_os_system_writes_nothing(target: Path) -> None:
     ev = run(f"import os\nos.system('id > {target}')")
     assert ev.error_kind == "forbidden" and "module 'os' is not available" in ev.error
     ev = run(ESCAPE_OS + f"os.system('id > {target}')")
-    assert ev.error_kind == "forbidden" and ev.error == "line 3: os.system is not permitted in the sandbox"
+    assert (
+        ev.error_kind == "forbidden"
+        and ev.error == "line 3: os.system is not permitted in the sandbox"
+    )
     ev = run(ESCAPE_OS + f"os.system('id > {target}')", _guard=False)
     assert ev.ok and ev.value != 0  # fork is refused by seccomp: nothing ran
 
@@ -78,7 +85,10 @@ def test_attack_subprocess_run_is_refused(target: Path) -> None:
 
 def test_attack_fork_bomb_is_refused(target: Path) -> None:
     ev = run(ESCAPE_OS + "while True:\n    os.fork()")
-    assert ev.error_kind == "forbidden" and ev.error == "line 4: os.fork is not permitted in the sandbox"
+    assert (
+        ev.error_kind == "forbidden"
+        and ev.error == "line 4: os.fork is not permitted in the sandbox"
+    )
     ev = run(ESCAPE_OS + "while True:\n    os.fork()", _guard=False)
     assert ev.error_kind == "forbidden" and "Operation not permitted" in ev.error
 
@@ -175,7 +185,10 @@ def test_attack_format_string_leak_is_not_stopped_but_holds_no_secret(target: Pa
 
 def test_attack_string_formatter_escape_is_stopped_by_the_audit_hook(target: Path) -> None:
     ev = run(ESCAPE_OS + f"os.system('touch {target}')")
-    assert ev.error_kind == "forbidden" and ev.error == "line 3: os.system is not permitted in the sandbox"
+    assert (
+        ev.error_kind == "forbidden"
+        and ev.error == "line 3: os.system is not permitted in the sandbox"
+    )
 
 
 def test_attack_generator_frames_are_refused(target: Path) -> None:

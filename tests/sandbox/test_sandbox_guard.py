@@ -47,7 +47,9 @@ def test_guard_refusals_are_plain_words(code: str, message: str) -> None:
 
 
 def test_allowed_code_passes_the_guard() -> None:
-    check(ast.parse("import math, json\nfrom collections import Counter\n_ = [i for i in range(3)]"))
+    check(
+        ast.parse("import math, json\nfrom collections import Counter\n_ = [i for i in range(3)]")
+    )
 
 
 def test_runtime_import_of_unavailable_module_is_refused() -> None:

@@ -58,7 +58,9 @@ def test_shutdown_stops_the_zygote_and_its_children() -> None:
     spares = runner.SPARES.pids()
     shutdown()
     assert not zygote.is_running() or zygote.status() == psutil.STATUS_ZOMBIE
-    gone, alive = psutil.wait_procs([psutil.Process(p) for p in spares if psutil.pid_exists(p)], timeout=5)
+    gone, alive = psutil.wait_procs(
+        [psutil.Process(p) for p in spares if psutil.pid_exists(p)], timeout=5
+    )
     assert not alive
     assert evaluate("3").value == 3
 
@@ -81,7 +83,9 @@ def test_canary_in_parent_memory_and_environment_is_not_readable_from_the_child(
                 ev = evaluate(code, _guard=guard)
                 text = f"{ev.value!r} {ev.value_repr} {ev.stdout} {ev.error} {ev.variables}"
                 assert CANARY not in text
-        assert CANARY not in "".join(f"{k}={v}" for k, v in psutil.Process(info().zygote_pid).environ().items())
+        assert CANARY not in "".join(
+            f"{k}={v}" for k, v in psutil.Process(info().zygote_pid).environ().items()
+        )
     finally:
         del os.environ["LEGION_TEST_CANARY"]
         assert secret_in_memory
