@@ -17,7 +17,6 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from typing import Any
 
 import psutil
@@ -80,19 +79,17 @@ def fresh_python(n: int) -> list[float]:
     return ts
 
 
-def _mp_target(conn: Any) -> None:
-    conn.send(1 + 1)
-    conn.close()
-
-
-def forkserver(n: int) -> list[float]:
+FORKSERVER = r"""
+import json, multiprocessing as mp, operator, sys, time
+# the target must be importable by the children: a stdlib callable (a -c script has no module)
+if __name__ == "__main__":
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(["json", "re", "math"])
     ts = []
-    for i in range(n + 5):
+    for i in range(int(sys.argv[1]) + 5):
         t = time.perf_counter()
         a, b = ctx.Pipe()
-        p = ctx.Process(target=_mp_target, args=(b,))
+        p = ctx.Process(target=b.send, args=(operator.add(1, 1),))
         p.start()
         a.recv()
         p.join()
@@ -100,7 +97,18 @@ def forkserver(n: int) -> list[float]:
         b.close()
         if i >= 5:
             ts.append(time.perf_counter() - t)
-    return ts
+    print(json.dumps(ts))
+"""
+
+
+def forkserver(n: int) -> list[float]:
+    """multiprocessing forkserver, run from a ``-c`` script so that children have no main
+    module to re-import (the benchmark's own imports would dominate otherwise)."""
+    proc = subprocess.run(
+        [sys.executable, "-I", "-c", FORKSERVER, str(n)], capture_output=True, text=True, check=True
+    )
+    result: list[float] = json.loads(proc.stdout)
+    return result
 
 
 def _echo(conn: Any) -> None:
@@ -183,8 +191,11 @@ def fresh_throughput(concurrency: int, seconds: float) -> float:
 
     def worker() -> None:
         while time.perf_counter() < end:
-            subprocess.run([sys.executable, "-I", "-c", "print(sum(range(1000)))"],
-                           capture_output=True, check=True)
+            subprocess.run(
+                [sys.executable, "-I", "-c", "print(sum(range(1000)))"],
+                capture_output=True,
+                check=True,
+            )
             count[0] += 1
 
     t0 = time.perf_counter()
@@ -211,8 +222,9 @@ async def child_uss() -> float:
 
 
 def fresh_uss() -> float:
-    proc = subprocess.Popen([sys.executable, "-I", "-c", "import sys; sys.stdin.read()"],
-                            stdin=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-I", "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
+    )
     try:
         time.sleep(0.3)
         return float(psutil.Process(proc.pid).memory_full_info().uss)
@@ -237,9 +249,22 @@ def smolagents_compute() -> dict[str, float] | None:
     if uv is None:
         return None
     proc = subprocess.run(
-        [uv, "run", "--quiet", "--no-project", "--with", "smolagents", "python", "-c", SMOLAGENTS,
-         json.dumps(COMPUTE)],
-        capture_output=True, text=True, check=False, cwd="/tmp",
+        [
+            uv,
+            "run",
+            "--quiet",
+            "--no-project",
+            "--with",
+            "smolagents",
+            "python",
+            "-c",
+            SMOLAGENTS,
+            json.dumps(COMPUTE),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd="/tmp",
     )
     if proc.returncode != 0:
         print(f"  (smolagents baseline unavailable: {proc.stderr.strip()[-200:]})")
@@ -252,51 +277,93 @@ async def main() -> None:
     t = time.perf_counter()
     sandbox = info()
     start = time.perf_counter() - t
-    print(f"Legion sandbox benchmark: Python {sandbox.python}, {os.cpu_count()} cores, "
-          f"layers {', '.join(sandbox.layers)}; zygote ready in {start * 1e3:.0f} ms, "
-          f"RSS {psutil.Process(sandbox.zygote_pid).memory_info().rss / 2**20:.1f} MiB")
+    print(
+        f"Legion sandbox benchmark: Python {sandbox.python}, {os.cpu_count()} cores, "
+        f"layers {', '.join(sandbox.layers)}; zygote ready in {start * 1e3:.0f} ms, "
+        f"RSS {psutil.Process(sandbox.zygote_pid).memory_info().rss / 2**20:.1f} MiB"
+    )
     print(f"  {'figure':<34} {'legion sandbox':>18}   {'baseline (same run)':>34}   ratio")
 
     idle = await latency(N, idle=True)
     busy = await latency(N, idle=False)
     fresh = fresh_python(max(20, N // 8))
     fsrv = forkserver(max(50, N // 4))
-    row("1+1 end to end p50 (idle)", ms(pct(idle, 0.5)), "fresh python -I " + ms(pct(fresh, 0.5)),
-        pct(fresh, 0.5) / pct(idle, 0.5))
-    row("1+1 end to end p99 (idle)", ms(pct(idle, 0.99)), "fresh python -I " + ms(pct(fresh, 0.99)),
-        pct(fresh, 0.99) / pct(idle, 0.99))
-    row("1+1 p50 (idle)", ms(pct(idle, 0.5)), "mp forkserver " + ms(pct(fsrv, 0.5)),
-        pct(fsrv, 0.5) / pct(idle, 0.5))
-    row("1+1 p99 (idle)", ms(pct(idle, 0.99)), "mp forkserver " + ms(pct(fsrv, 0.99)),
-        pct(fsrv, 0.99) / pct(idle, 0.99))
-    row("1+1 p50 / p99 (back to back)", f"{ms(pct(busy, 0.5))}/{pct(busy, 0.99) * 1e3:.1f}",
-        "mp forkserver p50 " + ms(pct(fsrv, 0.5)), pct(fsrv, 0.5) / pct(busy, 0.5))
+    row(
+        "1+1 end to end p50 (idle)",
+        ms(pct(idle, 0.5)),
+        "fresh python -I " + ms(pct(fresh, 0.5)),
+        pct(fresh, 0.5) / pct(idle, 0.5),
+    )
+    row(
+        "1+1 end to end p99 (idle)",
+        ms(pct(idle, 0.99)),
+        "fresh python -I " + ms(pct(fresh, 0.99)),
+        pct(fresh, 0.99) / pct(idle, 0.99),
+    )
+    row(
+        "1+1 p50 (idle)",
+        ms(pct(idle, 0.5)),
+        "mp forkserver " + ms(pct(fsrv, 0.5)),
+        pct(fsrv, 0.5) / pct(idle, 0.5),
+    )
+    row(
+        "1+1 p99 (idle)",
+        ms(pct(idle, 0.99)),
+        "mp forkserver " + ms(pct(fsrv, 0.99)),
+        pct(fsrv, 0.99) / pct(idle, 0.99),
+    )
+    row(
+        "1+1 p50 / p99 (back to back)",
+        f"{ms(pct(busy, 0.5))}/{pct(busy, 0.99) * 1e3:.1f}",
+        "mp forkserver p50 " + ms(pct(fsrv, 0.5)),
+        pct(fsrv, 0.5) / pct(busy, 0.5),
+    )
 
     tool = await tool_round_trip(2000)
     pipe = pipe_round_trip(2000)
-    row("tool call round trip (mean)", f"{tool * 1e6:7.1f} us", f"mp.Pipe echo {pipe * 1e6:7.1f} us",
-        pipe / tool)
+    row(
+        "tool call round trip (mean)",
+        f"{tool * 1e6:7.1f} us",
+        f"mp.Pipe echo {pipe * 1e6:7.1f} us",
+        pipe / tool,
+    )
 
     rate, lat = await throughput(4, 2.0 if QUICK else 4.0)
     base_rate = fresh_throughput(4, 2.0)
-    row("throughput, 4 concurrent", f"{rate:7.0f} /s", f"fresh python -I {base_rate:7.0f} /s",
-        rate / base_rate)
+    row(
+        "throughput, 4 concurrent",
+        f"{rate:7.0f} /s",
+        f"fresh python -I {base_rate:7.0f} /s",
+        rate / base_rate,
+    )
     row("  p99 latency at 4 concurrent", ms(pct(lat, 0.99)), "", None)
 
     uss = await child_uss()
     base_uss = fresh_uss()
-    row("child USS", f"{uss / 2**20:6.2f} MiB", f"fresh python -I {base_uss / 2**20:6.2f} MiB",
-        base_uss / uss)
+    row(
+        "child USS",
+        f"{uss / 2**20:6.2f} MiB",
+        f"fresh python -I {base_uss / 2**20:6.2f} MiB",
+        base_uss / uss,
+    )
 
     ours = await compute()
     smol = smolagents_compute()
     for name, dt in ours.items():
         base = smol.get(name) if smol else None
-        row(name + " (end to end)", ms(dt), ("smolagents " + ms(base)) if base else "n/a",
-            (base / dt) if base else None)
+        row(
+            name + " (end to end)",
+            ms(dt),
+            ("smolagents " + ms(base)) if base else "n/a",
+            (base / dt) if base else None,
+        )
     if smol:
-        row("1+1 (smolagents in-process)", ms(pct(idle, 0.5)), "smolagents " + ms(smol["1+1"]),
-            smol["1+1"] / pct(idle, 0.5))
+        row(
+            "1+1 (smolagents in-process)",
+            ms(pct(idle, 0.5)),
+            "smolagents " + ms(smol["1+1"]),
+            smol["1+1"] / pct(idle, 0.5),
+        )
     print("ratio = baseline / legion (> 1: legion is faster or smaller)")
 
 

@@ -118,7 +118,7 @@ def _rlimits(limits: Limits, vmsize: int) -> None:
 
     cap(resource.RLIMIT_DATA, limits.max_memory)
     cap(resource.RLIMIT_AS, limits.max_memory + vmsize + 256 * MIB)
-    soft_cpu, hard_cpu = resource.getrlimit(resource.RLIMIT_CPU)
+    _soft_cpu, hard_cpu = resource.getrlimit(resource.RLIMIT_CPU)
     cpu_hard = limits.max_cpu + 1
     if hard_cpu != resource.RLIM_INFINITY:
         cpu_hard = min(cpu_hard, hard_cpu)
@@ -302,7 +302,9 @@ class Runner:
                 )
         linecache.cache[FILENAME] = (len(req.code), None, req.code.splitlines(True), FILENAME)
         defs = bindings_mod.definitions(req.code, tree)
-        last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+        last = tree.body[-1] if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+        if last is not None:
+            tree.body.pop()
         try:
             exec(compile(tree, FILENAME, "exec"), self.ns)
             value = None

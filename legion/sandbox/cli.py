@@ -1,4 +1,5 @@
-"""``legion sandbox -c CODE`` / ``legion sandbox FILE``: run code in the sandbox, print the outcome."""
+"""``legion sandbox -c CODE`` / ``legion sandbox FILE``: run code in the sandbox, print the
+outcome."""
 
 from __future__ import annotations
 

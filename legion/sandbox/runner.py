@@ -8,6 +8,7 @@ the blocking API and asyncio callers (through a worker thread).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import importlib.util
 import inspect
 import math
@@ -399,10 +400,8 @@ class Child:
 
     def kill(self) -> None:
         if self.pidfd >= 0:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
     async def wait_exited(self, timeout: float = EXIT_WAIT) -> Exited | None:
         """The zygote's report of the child's end (bounded wait)."""

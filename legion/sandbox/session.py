@@ -85,8 +85,15 @@ class Session:
             blob = self._bindings.blob if fresh and self._bindings is not None else None
             request = Request(code, proxy.describe(self._tools), blob, snapshot)
             ev = await runner.exchange(
-                self._child, request, self._tools, self._limits, deadline, self._timeout,
-                self._bindings, caller, started,
+                self._child,
+                request,
+                self._tools,
+                self._limits,
+                deadline,
+                self._timeout,
+                self._bindings,
+                caller,
+                started,
             )
             if self._child.finished or ev.error_kind == "memory":
                 self._drop()

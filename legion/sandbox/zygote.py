@@ -14,6 +14,7 @@ socket means the parent is gone: it kills its children and exits. It has no PDEA
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
 import os
@@ -150,22 +151,16 @@ def _reap(children: dict[int, socket.socket], protocol: object) -> None:
         sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
         code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
         msg = Exited(pid, code, sig, usage.ru_utime + usage.ru_stime, usage.ru_maxrss)
-        try:
+        with contextlib.suppress(OSError):
             sock.send(encode(msg))
-        except OSError:
-            pass
         sock.close()
 
 
 def _shutdown(children: dict[int, socket.socket]) -> NoReturn:
     for pid in children:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     for pid in list(children):
-        try:
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, 0)
-        except ChildProcessError:
-            pass
     os._exit(0)

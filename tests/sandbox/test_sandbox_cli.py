@@ -39,6 +39,9 @@ def test_cli_info_lists_the_layers(capsys: pytest.CaptureFixture[str]) -> None:
 def test_python_m_legion_sandbox_works() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "legion.sandbox", "-c", "1 + 1"],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert proc.returncode == 0 and proc.stdout == "2\n"

@@ -7,7 +7,10 @@ import pytest
 from legion.sandbox import evaluate
 
 CASES = [
-    ("import datetime\ndatetime.datetime.strptime('2024-03-01 10:00', '%Y-%m-%d %H:%M').hour", 10),
+    (
+        "import datetime\ndatetime.datetime.strptime('2024-03-01 10:00', '%Y-%m-%d %H:%M').hour",
+        10,
+    ),
     ("'bücher.example'.encode('idna')", b"xn--bcher-kva.example"),
     ("'héllo'.encode('utf-16').decode('utf-16')", "héllo"),
     ("import codecs\ncodecs.encode('abc', 'rot13')", "nop"),
@@ -19,7 +22,8 @@ CASES = [
     ),
     ("import fractions\nstr(fractions.Fraction(3, 4) + fractions.Fraction(1, 4))", "1"),
     (
-        "import random\nxs = list(range(300000))\nrandom.shuffle(xs)\nsorted(xs) == list(range(300000))",
+        "import random\nxs = list(range(300000))\nrandom.shuffle(xs)\n"
+        "sorted(xs) == list(range(300000))",
         True,
     ),
     (
@@ -27,12 +31,14 @@ CASES = [
         {"k": "naïve ☃ 日本"},
     ),
     (
-        "import functools\n@functools.lru_cache(None)\ndef fib(n):\n    return n if n < 2 else fib(n-1) + fib(n-2)\nfib(80)",
+        "import functools\n@functools.lru_cache(None)\ndef fib(n):\n"
+        "    return n if n < 2 else fib(n-1) + fib(n-2)\nfib(80)",
         23416728348467685,
     ),
     ("from typing import NamedTuple\nclass P(NamedTuple):\n    x: int\n    y: int\nP(1, 2).y", 2),
     (
-        "import dataclasses\n@dataclasses.dataclass\nclass C:\n    a: int\n    b: str = 'x'\nC(1).b",
+        "import dataclasses\n@dataclasses.dataclass\nclass C:\n"
+        "    a: int\n    b: str = 'x'\nC(1).b",
         "x",
     ),
     ("import statistics\nstatistics.median([3, 1, 2, 5])", 2.5),
@@ -40,7 +46,8 @@ CASES = [
     ("import collections\ncollections.Counter('abracadabra').most_common(1)", [["a", 5]]),
     ("import itertools\nlen(list(itertools.permutations(range(6))))", 720),
     (
-        "import heapq, bisect\nh = [5, 1, 3]\nheapq.heapify(h)\n(heapq.heappop(h), bisect.bisect([1, 2, 4], 3))",
+        "import heapq, bisect\nh = [5, 1, 3]\nheapq.heapify(h)\n"
+        "(heapq.heappop(h), bisect.bisect([1, 2, 4], 3))",
         [1, 2],
     ),
     ("import textwrap\ntextwrap.shorten('hello brave new world', 12)", "hello [...]"),

@@ -80,7 +80,10 @@ def test_endless_print_hits_the_output_limit() -> None:
 
 
 def test_output_limit_cannot_be_swallowed_by_except() -> None:
-    code = "for i in range(10**6):\n    try:\n        print('x' * 100)\n    except Exception:\n        pass"
+    code = (
+        "for i in range(10**6):\n    try:\n        print('x' * 100)\n"
+        "    except Exception:\n        pass"
+    )
     ev = evaluate(code, max_output=1000)
     assert ev.error_kind == "output_limit"
 

@@ -27,7 +27,8 @@ def test_10k_evaluations_leak_nothing() -> None:
     me = psutil.Process()
     trio.run(batch, 500)  # warm up: zygote, spares, allocator high-water marks
     zygote = psutil.Process(info().zygote_pid)
-    fds, rss, zygote_rss = len(os.listdir("/proc/self/fd")), me.memory_info().rss, zygote.memory_info().rss
+    fds = len(os.listdir("/proc/self/fd"))
+    rss, zygote_rss = me.memory_info().rss, zygote.memory_info().rss
     trio.run(batch, 10_000)
     assert len(os.listdir("/proc/self/fd")) <= fds
     assert zygote.memory_info().rss - zygote_rss <= 1024 * 1024

@@ -58,7 +58,7 @@ def test_shutdown_stops_the_zygote_and_its_children() -> None:
     spares = runner.SPARES.pids()
     shutdown()
     assert not zygote.is_running() or zygote.status() == psutil.STATUS_ZOMBIE
-    gone, alive = psutil.wait_procs(
+    _gone, alive = psutil.wait_procs(
         [psutil.Process(p) for p in spares if psutil.pid_exists(p)], timeout=5
     )
     assert not alive
