@@ -1,0 +1,177 @@
+"""The wire format, in one place: control messages (parent <-> zygote), evaluation messages
+(parent <-> child) and the length-prefixed framing used on the pipes.
+
+Every frame is a 4-byte big-endian length followed by one msgpack-encoded tagged ``Struct``.
+The parent decodes child frames with a typed decoder and a size cap; it never unpickles them.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from typing import Any
+
+import msgspec
+
+FRAME_HEADER = struct.Struct(">I")
+MAX_FRAME = 16 * 1024 * 1024
+"""Largest frame the parent accepts from a child (16 MiB); a bigger one kills the child."""
+MAX_TOOL_CALLS = 1000
+"""Tool calls allowed per evaluation; the next one is a protocol violation."""
+
+FD_IN_CHILD = 3
+"""The child reads requests and tool replies here."""
+FD_OUT_CHILD = 4
+"""The child writes tool calls and its result here."""
+
+# Exit codes a child uses when it cannot send a Result frame.
+EXIT_OK = 0
+EXIT_HARDENING = 70
+EXIT_MEMORY = 71
+EXIT_PROTOCOL = 72
+
+
+class Limits(msgspec.Struct, frozen=True, array_like=True):
+    """Resource limits and layer choices for one child, chosen by the parent."""
+
+    max_memory: int
+    max_cpu: int
+    max_output: int
+    unsafe: bool = False
+    session: bool = False
+    guard: bool = True  # AST guard, restricted builtins and audit hook (the UX layer)
+    break_seccomp: bool = False  # test hook: install an invalid filter to exercise fail-closed
+
+
+# --- parent <-> zygote -----------------------------------------------------------------------
+
+
+class Spawn(msgspec.Struct, tag=True, frozen=True, array_like=True):
+    """Sent on the control socket with 3 fds: child's stdin pipe, child's result pipe, status
+    socket."""
+
+    limits: Limits
+
+
+class Ready(msgspec.Struct, tag=True, frozen=True, array_like=True):
+    pid: int
+    python: str
+    seccomp: bool
+    seccomp_error: str
+    landlock_abi: int
+    vmsize: int
+    modules: list[str]
+
+
+class Spawned(msgspec.Struct, tag=True, frozen=True, array_like=True):
+    """Sent on the per-evaluation status socket, with the child's pidfd."""
+
+    pid: int
+
+
+class Exited(msgspec.Struct, tag=True, frozen=True, array_like=True):
+    pid: int
+    exit_code: int | None
+    signal: int | None
+    cpu_seconds: float
+    maxrss_kib: int
+
+
+ZygoteMessage = Ready | Spawned | Exited
+
+# --- parent -> child -------------------------------------------------------------------------
+
+
+class Request(msgspec.Struct, tag=True, frozen=True, array_like=True):
+    code: str
+    tools: dict[str, list[str]]
+    bindings: bytes | None = None
+    snapshot: bool = True
+
+
+class Reply(msgspec.Struct, tag=True, frozen=True, array_like=True):
+    id: int
+    ok: bool
+    value: Any = None
+    error: str = ""
+
+
+ParentMessage = Request | Reply
+
+# --- child -> parent -------------------------------------------------------------------------
+
+
+class Call(msgspec.Struct, tag=True, frozen=True, array_like=True):
+    id: int
+    tool: str
+    fn: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+
+
+class Result(msgspec.Struct, tag=True, frozen=True, array_like=True):
+    ok: bool
+    value: Any
+    value_native: bool
+    value_repr: str
+    stdout: str
+    error: str
+    error_kind: str
+    traceback: str
+    variables: dict[str, str]
+    bindings: bytes | None
+    dropped: list[str]
+    layers: list[str]
+
+
+class Refused(msgspec.Struct, tag=True, frozen=True, array_like=True):
+    """The child could not harden itself and will not run code (fail closed)."""
+
+    reason: str
+    layers: list[str]
+
+
+ChildMessage = Call | Result | Refused
+
+_encoder = msgspec.msgpack.Encoder()
+encode = _encoder.encode
+
+
+def frame(msg: Any) -> bytes:
+    """Encode one message as a length-prefixed frame."""
+    body = _encoder.encode(msg)
+    return FRAME_HEADER.pack(len(body)) + body
+
+
+zygote_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(ZygoteMessage)
+parent_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(ParentMessage)
+child_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(ChildMessage)
+spawn_decoder: msgspec.msgpack.Decoder[Spawn] = msgspec.msgpack.Decoder(Spawn)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Blocking write of a whole buffer (child side)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def read_exact(fd: int, n: int) -> bytes | None:
+    """Blocking read of exactly ``n`` bytes; None on EOF (child side)."""
+    parts = []
+    while n:
+        chunk = os.read(fd, min(n, 1 << 20))
+        if not chunk:
+            return None
+        parts.append(chunk)
+        n -= len(chunk)
+    return b"".join(parts)
+
+
+def read_frame(fd: int) -> bytes | None:
+    """Blocking read of one frame body (child side); None on EOF."""
+    header = read_exact(fd, FRAME_HEADER.size)
+    if header is None:
+        return None
+    (size,) = FRAME_HEADER.unpack(header)
+    return read_exact(fd, size)

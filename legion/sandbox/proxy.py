@@ -1,0 +1,187 @@
+"""Tool proxy: the parent's tool table and the child's stubs.
+
+In the child a tool is a stub named by its short name (``Weather.forecast("Paris")``). A call
+writes a ``Call`` frame to the parent and blocks on the ``Reply``. The stub holds nothing but
+names: the real tool, and any secret it uses, stays in the parent.
+"""
+
+from __future__ import annotations
+
+import inspect
+import keyword
+import types
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from . import protocol
+from .errors import ToolConfigError
+
+ToolTable = dict[str, dict[str, Callable[..., Any]]]
+"""Short tool name -> function name -> the real callable (parent side)."""
+
+
+def _short_name(obj: Any) -> str:
+    if isinstance(obj, (type, types.ModuleType)):
+        return obj.__name__.rsplit(".", 1)[-1]
+    return type(obj).__name__
+
+
+def _functions(name: str, obj: Any) -> dict[str, Callable[..., Any]]:
+    """The public callables of a tool: a class (its methods; an instance is made on first need
+    for plain methods), an instance (its bound methods) or a module (functions defined in it)."""
+    found: dict[str, Callable[..., Any]] = {}
+    if isinstance(obj, types.ModuleType):
+        for attr, value in vars(obj).items():
+            if (
+                not attr.startswith("_")
+                and callable(value)
+                and getattr(value, "__module__", None) == obj.__name__
+                and not isinstance(value, type)
+            ):
+                found[attr] = value
+    elif isinstance(obj, type):
+        instance: list[Any] = []
+
+        def bound(attr: str) -> Callable[..., Any]:
+            def call(*args: Any, **kwargs: Any) -> Any:
+                if not instance:
+                    instance.append(obj())
+                return getattr(instance[0], attr)(*args, **kwargs)
+
+            return call
+
+        for attr in dir(obj):
+            if attr.startswith("_"):
+                continue
+            static = inspect.getattr_static(obj, attr)
+            if isinstance(static, (staticmethod, classmethod)):
+                found[attr] = getattr(obj, attr)
+            elif inspect.isfunction(static):
+                target = bound(attr)
+                if inspect.iscoroutinefunction(static):
+                    target = _async_bound(target)
+                found[attr] = target
+    else:
+        for attr in dir(obj):
+            if not attr.startswith("_"):
+                value = getattr(obj, attr)
+                if callable(value) and not isinstance(value, type):
+                    found[attr] = value
+    if not found:
+        raise ToolConfigError(f"tool {name!r} has no public functions to expose in the sandbox")
+    return found
+
+
+def _async_bound(call: Callable[..., Any]) -> Callable[..., Any]:
+    async def acall(*args: Any, **kwargs: Any) -> Any:
+        return await call(*args, **kwargs)
+
+    return acall
+
+
+def resolve_tools(tools: Mapping[str, Any] | Iterable[Any] | None) -> ToolTable:
+    """Turn the caller's ``tools`` into the parent's tool table. The one place to extend.
+
+    Accepts ``{"ShortName": obj}`` or a list of objects (short name = class/module name), where
+    ``obj`` is a class, an instance or a module whose public callables are the tool functions.
+    """
+    if tools is None:
+        return {}
+    if isinstance(tools, Mapping):
+        items = [(str(k), v) for k, v in tools.items()]
+    elif isinstance(tools, (str, bytes)):
+        raise ToolConfigError("tools must be a mapping {'Name': tool} or a list of tools")
+    else:
+        items = [(_short_name(t), t) for t in tools]
+    table: ToolTable = {}
+    for name, obj in items:
+        if not name.isidentifier() or keyword.iskeyword(name) or name.startswith("_"):
+            raise ToolConfigError(
+                f"tool name {name!r} must be a Python identifier that does not start with '_'"
+            )
+        if name in table:
+            raise ToolConfigError(f"two tools share the short name {name!r}")
+        table[name] = _functions(name, obj)
+    return table
+
+
+def describe(table: ToolTable) -> dict[str, list[str]]:
+    """What the child needs to build its stubs: names only."""
+    return {name: sorted(fns) for name, fns in table.items()}
+
+
+# --- child side --------------------------------------------------------------------------------
+
+
+class ToolError(Exception):
+    """A tool raised, or refused the call; the message is the tool's."""
+
+
+class _Link:
+    """The child's end of the tool channel (fd 3 in, fd 4 out)."""
+
+    __slots__ = ("calls", "fd_in", "fd_out")
+
+    def __init__(self, fd_in: int, fd_out: int) -> None:
+        self.fd_in = fd_in
+        self.fd_out = fd_out
+        self.calls = 0
+
+    def call(self, tool: str, fn: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        self.calls += 1
+        try:
+            data = protocol.frame(protocol.Call(self.calls, tool, fn, list(args), kwargs))
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                f"arguments of {tool}.{fn} must be plain values (str, int, float, bool, None, "
+                f"bytes, list, dict, ...): {exc}"
+            ) from None
+        protocol.write_all(self.fd_out, data)
+        body = protocol.read_frame(self.fd_in)
+        if body is None:
+            raise ToolError(f"{tool}.{fn}: the connection to the tool was lost")
+        reply = protocol.parent_decoder.decode(body)
+        if not isinstance(reply, protocol.Reply) or reply.id != self.calls:
+            raise ToolError(f"{tool}.{fn}: unexpected reply from the parent")
+        if not reply.ok:
+            raise ToolError(reply.error)
+        return reply.value
+
+
+class ToolFunction:
+    __slots__ = ("_fn", "_link", "_tool")
+
+    def __init__(self, link: _Link, tool: str, fn: str) -> None:
+        self._link = link
+        self._tool = tool
+        self._fn = fn
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._link.call(self._tool, self._fn, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<tool function {self._tool}.{self._fn}>"
+
+
+class ToolStub:
+    """``Name.fn(...)`` in sandboxed code. Unknown names give a clean AttributeError."""
+
+    __slots__ = ("_fns", "_link", "_name")
+
+    def __init__(self, link: _Link, name: str, fns: list[str]) -> None:
+        self._link = link
+        self._name = name
+        self._fns = frozenset(fns)
+
+    def __getattr__(self, fn: str) -> ToolFunction:
+        if fn in self._fns:
+            return ToolFunction(self._link, self._name, fn)
+        raise AttributeError(
+            f"tool {self._name} has no function {fn!r}; available: {', '.join(sorted(self._fns))}"
+        )
+
+    def __dir__(self) -> list[str]:
+        return sorted(self._fns)
+
+    def __repr__(self) -> str:
+        return f"<tool {self._name}: {', '.join(sorted(self._fns))}>"
