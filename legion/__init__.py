@@ -1,7 +1,7 @@
 """Legion for Python: code-acting AI agents as OS processes in an Erlang/OTP-style runtime.
 
 This module is the public face. The runtime lives in `legion.supervisor`, the sandbox in
-`legion.sandbox`.
+`legion.sandbox` (imported on first use: `import legion.sandbox`).
 """
 
 from legion.supervisor.api import (
@@ -48,6 +48,7 @@ from legion.supervisor.errors import (
     NoProc,
     NotRegistered,
     ProcessExit,
+    RegistryError,
     SpawnError,
 )
 from legion.supervisor.server import Continue, Ignore, NoReply, Reply, Server, Stop
@@ -86,6 +87,7 @@ __all__ = [
     "Pid",
     "ProcessExit",
     "Ref",
+    "RegistryError",
     "Reply",
     "Server",
     "SpawnError",

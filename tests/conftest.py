@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import psutil
 import pytest
 
-# Long-lived infrastructure a test may leave running: the embedded node and the zygotes.
-_INFRA = ("legion.supervisor.node", "legion.supervisor.zygote", "legion/sandbox", "legion.sandbox")
+# Long-lived infrastructure a test may leave running: the embedded node and its zygote, and the
+# sandbox's zygote with the spare children it keeps ready (legion.sandbox.runner.held()).
+_INFRA = ("legion.supervisor.node", "legion.supervisor.zygote")
 
 
 def _infra_root(proc: psutil.Process) -> bool:
@@ -23,25 +25,28 @@ def _infra_root(proc: psutil.Process) -> bool:
         return False
 
 
+def _sandbox_held() -> tuple[set[int], set[int]]:
+    runner = sys.modules.get("legion.sandbox.runner")
+    if runner is None:
+        return set(), set()
+    held: tuple[set[int], set[int]] = runner.held()
+    return held
+
+
 def _strays() -> list[psutil.Process]:
     me = psutil.Process()
-    return [p for p in me.children(recursive=True) if not _infra_root(p)]
+    held, _ = _sandbox_held()
+    return [p for p in me.children(recursive=True) if not _infra_root(p) and p.pid not in held]
 
 
 def _infra_fds() -> set[str]:
-    fds: set[str] = set()
     from legion.supervisor import client
 
+    _, fds = _sandbox_held()
     current = client.current()
     if current is not None and current._sock.fileno() >= 0:
-        fds.add(str(current._sock.fileno()))
-    try:
-        from legion.sandbox import _infra_fds as sandbox_fds  # type: ignore[attr-defined]
-    except ImportError:
-        pass
-    else:
-        fds.update(str(fd) for fd in sandbox_fds())
-    return fds
+        fds.add(current._sock.fileno())
+    return {str(fd) for fd in fds}
 
 
 @pytest.fixture(autouse=True)

@@ -7,8 +7,10 @@ These exceptions are for the caller's own mistakes and for a sandbox that cannot
 
 from __future__ import annotations
 
+from legion.errors import LegionError
 
-class SandboxError(Exception):  # TODO(merge): subclass legion.LegionError
+
+class SandboxError(LegionError):
     """Root of every error the sandbox raises to its caller."""
 
 

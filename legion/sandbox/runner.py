@@ -250,6 +250,27 @@ ZYGOTE = Zygote()
 SPARES = Spares()
 
 
+def held() -> tuple[set[int], set[int]]:
+    """(pids, fds) the sandbox keeps between evaluations: the zygote and its ready spares.
+
+    For leak checks: anything else a test leaves behind is a leak.
+    """
+    pids = set(SPARES.pids())
+    fds: set[int] = set()
+    if ZYGOTE.pid is not None:
+        pids.add(ZYGOTE.pid)
+        if ZYGOTE._ctl is not None:
+            fds.add(ZYGOTE._ctl.fileno())
+    with SPARES._lock:
+        for child in SPARES._children:
+            fds.update(
+                fd
+                for fd in (child.status.fileno(), child.to_child, child.from_child, child.pidfd)
+                if fd >= 0
+            )
+    return pids, fds
+
+
 def _stop() -> None:
     SPARES.clear()
     ZYGOTE.stop()

@@ -4,9 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from legion.errors import LegionError
 
-class LegionError(Exception):
-    """The root of every error Legion raises on purpose."""
+__all__ = [
+    "AlreadyRegistered",
+    "CallTimeout",
+    "CallingSelf",
+    "LegionError",
+    "NoProc",
+    "NodeUnavailable",
+    "NotRegistered",
+    "ProcessExit",
+    "RegistryError",
+    "SpawnError",
+]
 
 
 class ProcessExit(LegionError):
@@ -51,11 +62,11 @@ class SpawnError(LegionError):
         super().__init__(message)
 
 
-class NameError_(LegionError):
-    """Base for name-registry errors (kept distinct from the builtin `NameError`)."""
+class RegistryError(LegionError):
+    """A registered-name operation failed."""
 
 
-class AlreadyRegistered(NameError_):
+class AlreadyRegistered(RegistryError):
     """The name is taken, or the process already has a name."""
 
     def __init__(self, message: str, pid: Any = None) -> None:
@@ -63,12 +74,8 @@ class AlreadyRegistered(NameError_):
         super().__init__(message)
 
 
-class NotRegistered(NameError_):
+class NotRegistered(RegistryError):
     """No process is registered under that name."""
-
-
-class NotInProcess(LegionError):
-    """The operation needs a process context that the caller does not have."""
 
 
 class NodeUnavailable(LegionError):
