@@ -69,6 +69,7 @@ class Worker(Endpoint):
         self._write_lock = threading.Lock()
         self._poll = select.poll()
         self._poll.register(self._fd, select.POLLIN)
+        self.base_tasks = 0  # trio tasks alive when the target starts: the loop's own and ours
 
     # -- the connection --------------------------------------------------------------------------
 
@@ -151,11 +152,29 @@ class Worker(Endpoint):
         return True
 
     async def next_message(self, timeout: float | None) -> Any:
-        """The oldest message in the mailbox, waiting up to `timeout`; None if none came."""
+        """The oldest message in the mailbox, waiting up to `timeout`; None if none came.
+
+        When nothing else lives in this trio loop (the usual state of a server between
+        messages), it waits for the socket synchronously: a message then costs no trio
+        scheduling at all, which is most of a call's cost in this process.
+        """
         deadline = math.inf if timeout is None else time.monotonic() + timeout
-        if await self._await(lambda: bool(self.mailbox), deadline):
-            return self.mailbox.popleft()
-        return None
+        while not self.mailbox:
+            if self._alone():
+                if not self._wait(lambda: bool(self.mailbox), deadline):
+                    return None
+            elif not await self._await(lambda: bool(self.mailbox), deadline):
+                return None
+        return self.mailbox.popleft()
+
+    def _alone(self) -> bool:
+        stats = trio.lowlevel.current_statistics()
+        return (
+            stats.tasks_living <= self.base_tasks
+            and stats.tasks_runnable == 0
+            and stats.run_sync_soon_queue_size == 0
+            and stats.seconds_to_next_deadline == math.inf
+        )
 
 
 def node_gone() -> NoReturn:
@@ -216,6 +235,7 @@ async def _main(sock: socket.socket, target: Any) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(worker.reader)
         await worker._await(lambda: worker.boot is not None, math.inf)
+        worker.base_tasks = trio.lowlevel.current_statistics().tasks_living
         reason = await _run_target(worker, target)
         finish(worker, reason)
 

@@ -121,7 +121,6 @@ def _child(fd: int, target: Any, cwd: str, zygote_pid: int, own_fds: tuple[int, 
         os.chdir(cwd)
     except OSError:
         pass
-    gc.unfreeze()
     from .process import run
 
     run(fd, target)
