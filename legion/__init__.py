@@ -6,6 +6,7 @@ This module is the public face. The runtime lives in `legion.supervisor`, the sa
 
 from legion.supervisor.api import (
     acall,
+    acode_change,
     alink,
     areceive,
     aregister,
@@ -19,6 +20,7 @@ from legion.supervisor.api import (
     awhereis,
     call,
     cast,
+    code_change,
     demonitor,
     exit,
     link,
@@ -50,6 +52,7 @@ from legion.supervisor.errors import (
     ProcessExit,
     RegistryError,
     SpawnError,
+    UpgradeError,
 )
 from legion.supervisor.server import Continue, Ignore, NoReply, Reply, Server, Stop
 from legion.supervisor.terms import (
@@ -93,7 +96,9 @@ __all__ = [
     "SpawnError",
     "Stop",
     "Timeout",
+    "UpgradeError",
     "acall",
+    "acode_change",
     "alink",
     "areceive",
     "aregister",
@@ -107,6 +112,7 @@ __all__ = [
     "awhereis",
     "call",
     "cast",
+    "code_change",
     "demonitor",
     "exit",
     "link",

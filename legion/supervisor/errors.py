@@ -17,6 +17,7 @@ __all__ = [
     "ProcessExit",
     "RegistryError",
     "SpawnError",
+    "UpgradeError",
 ]
 
 
@@ -80,3 +81,11 @@ class NotRegistered(RegistryError):
 
 class NodeUnavailable(LegionError):
     """The node controller could not be started or reached, or went away."""
+
+
+class UpgradeError(LegionError):
+    """`code_change` failed; the server carries on with its old code and state."""
+
+    def __init__(self, message: str, reason: Any = None) -> None:
+        self.reason = reason
+        super().__init__(message)

@@ -223,6 +223,18 @@ class CastRequest(Value):
         super().__init__(message)
 
 
+class CodeChange(Value):
+    """The system request `legion.code_change` sends a server (see `Server.code_change`)."""
+
+    __slots__ = ("extra", "reload")
+    __match_args__ = ("extra", "reload")
+    extra: Any
+    reload: bool
+
+    def __init__(self, extra: Any, reload: bool) -> None:
+        super().__init__(extra, reload)
+
+
 class _TimeoutType(Value):
     __slots__ = ()
 
@@ -234,6 +246,6 @@ Timeout: Final = _TimeoutType()
 """The message a `Server` receives in `handle_info` when its idle timeout expires."""
 
 VALUE_TYPES: tuple[type[Value], ...] = (
-    Pid, Ref, Crash, From, Exit, Down, CallRequest, CastRequest, _TimeoutType,
+    Pid, Ref, Crash, From, Exit, Down, CallRequest, CastRequest, _TimeoutType, CodeChange,
 )  # fmt: skip
 """Extension-type codes on the wire are 1 + the index in this tuple: never reorder it."""
