@@ -4,6 +4,20 @@ This module is the public face. The runtime lives in `legion.supervisor`, the sa
 `legion.sandbox` (imported on first use: `import legion.sandbox`).
 """
 
+from legion import vault
+from legion.agent import (
+    Agent,
+    AgentCancelled,
+    aexecute,
+    execute,
+    get_messages,
+    get_usage,
+    parallel,
+    pending_questions,
+    pipeline,
+    respond,
+)
+from legion.config import ConfigError, configure
 from legion.supervisor.api import (
     acall,
     acode_change,
@@ -66,15 +80,19 @@ from legion.supervisor.terms import (
     Ref,
     Timeout,
 )
+from legion.tool import Tool
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Agent",
+    "AgentCancelled",
     "AlreadyRegistered",
     "CallRequest",
     "CallTimeout",
     "CallingSelf",
     "CastRequest",
+    "ConfigError",
     "Continue",
     "Crash",
     "Down",
@@ -96,9 +114,11 @@ __all__ = [
     "SpawnError",
     "Stop",
     "Timeout",
+    "Tool",
     "UpgradeError",
     "acall",
     "acode_change",
+    "aexecute",
     "alink",
     "areceive",
     "aregister",
@@ -113,13 +133,21 @@ __all__ = [
     "call",
     "cast",
     "code_change",
+    "configure",
     "demonitor",
+    "execute",
     "exit",
+    "get_messages",
+    "get_usage",
     "link",
     "monitor",
+    "parallel",
+    "pending_questions",
+    "pipeline",
     "receive",
     "register",
     "reply",
+    "respond",
     "self",
     "send",
     "shutdown",
@@ -130,5 +158,6 @@ __all__ = [
     "trap_exit",
     "unlink",
     "unregister",
+    "vault",
     "whereis",
 ]

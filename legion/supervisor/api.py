@@ -18,6 +18,30 @@ from .terms import CodeChange, From, Pid, Ref
 
 Dest = Pid | str
 
+AGENTS: set[Pid | str] = set()
+"""Pids and names of agents this process started: `call` waits on them without a limit."""
+
+_DEFAULT_TIMEOUT: Any = type("_DefaultTimeout", (), {"__repr__": lambda self: "DEFAULT"})()
+"""`call`'s default: 5 s for a server, no limit for an agent started by this process."""
+
+_TURN_KEY = "$legion.turn"
+
+
+def _call_timeout(dest: Dest, timeout: Any) -> float | None:
+    if timeout is _DEFAULT_TIMEOUT:
+        return None if dest in AGENTS else 5.0
+    result: float | None = timeout
+    return result
+
+
+def unwrap_reply(result: Any) -> Any:
+    """An agent's turn reply becomes its value (or raises `AgentCancelled`); others pass."""
+    if type(result) is dict and _TURN_KEY in result and len(result) == 1:
+        from legion.agent import unwrap_turn
+
+        return unwrap_turn(result)
+    return result
+
 
 def _endpoint() -> Endpoint:
     worker = process.current()
@@ -54,14 +78,28 @@ async def aspawn(
 
 
 def start_link(
-    target: Any, arg: Any = None, *, name: str | None = None, timeout: float | None = None
+    target: Any,
+    arg: Any = None,
+    *,
+    name: str | None = None,
+    timeout: float | None = None,
+    **config: Any,
 ) -> Pid | None:
     """Start `target` linked to the caller and wait until its `init` returned.
 
     Returns the pid, or None if `init` returned `Ignore()`. If `init` raises or returns `Stop`,
     raises `InitError` (its `reason` holds the process's traceback) and no exit signal leaks to
     the caller.
+
+    For a `legion.Agent` subclass, `arg` is an optional first task (run at once, its result
+    dropped) and `config` overrides the agent's configuration (validated here, at start).
     """
+    if getattr(target, "__legion_agent__", False) is True:
+        from legion.agent import start_agent
+
+        return start_agent(target, arg, name=name, timeout=timeout, **config)
+    if config:
+        raise TypeError(f"unexpected keyword arguments for a server: {sorted(config)}")
     pid: Pid | None = _endpoint().spawn(
         target, arg, link=True, name=name, sync=True, timeout=timeout
     )
@@ -69,8 +107,19 @@ def start_link(
 
 
 async def astart_link(
-    target: Any, arg: Any = None, *, name: str | None = None, timeout: float | None = None
+    target: Any,
+    arg: Any = None,
+    *,
+    name: str | None = None,
+    timeout: float | None = None,
+    **config: Any,
 ) -> Pid | None:
+    if getattr(target, "__legion_agent__", False) is True:
+        from legion.agent import astart_agent
+
+        return await astart_agent(target, arg, name=name, timeout=timeout, **config)
+    if config:
+        raise TypeError(f"unexpected keyword arguments for a server: {sorted(config)}")
     pid: Pid | None = await _endpoint().aspawn(
         target, arg, link=True, name=name, sync=True, timeout=timeout
     )
@@ -92,18 +141,22 @@ async def astart(
     return pid
 
 
-def call(dest: Dest, request: Any, timeout: float | None = 5.0) -> Any:
+def call(dest: Dest, request: Any, timeout: float | None = _DEFAULT_TIMEOUT) -> Any:
     """Send `request` to a server and wait for its reply.
 
     Raises `CallTimeout` after `timeout` seconds (a late reply is dropped), `NoProc` if `dest` does
     not exist, `ProcessExit` (with the callee's reason) at once if the callee dies during the
     call, and `CallingSelf` if a process calls itself.
+
+    The default timeout is 5 s for a server and no limit for an agent this process started
+    (pass `timeout=None` for an agent started elsewhere). An agent's turn returns its value or
+    raises `legion.AgentCancelled`.
     """
-    return _endpoint().call(dest, request, timeout)
+    return unwrap_reply(_endpoint().call(dest, request, _call_timeout(dest, timeout)))
 
 
-async def acall(dest: Dest, request: Any, timeout: float | None = 5.0) -> Any:
-    return await _endpoint().acall(dest, request, timeout)
+async def acall(dest: Dest, request: Any, timeout: float | None = _DEFAULT_TIMEOUT) -> Any:
+    return unwrap_reply(await _endpoint().acall(dest, request, _call_timeout(dest, timeout)))
 
 
 def cast(dest: Dest, message: Any) -> None:

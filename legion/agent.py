@@ -1,0 +1,550 @@
+"""Agents: `legion.Agent` subclasses, each running as its own server process.
+
+An agent process holds its conversation (messages, bindings, usage) and its tool instances.
+Turns (`legion.call` / `legion.cast`) are queued and run one at a time by a task beside the
+server loop, so the server keeps answering while a turn runs: `get_messages` does not wait
+behind a turn, and `legion.respond` can answer a `HumanTool` question the turn is waiting on.
+
+A turn's reply travels as an envelope that `legion.call` unwraps in the caller: the value (an
+instance when `output_schema` is a Python type), or `AgentCancelled` with the reason.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import importlib
+import math
+import types
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, ClassVar
+
+from . import config as _config
+from . import vault
+from .errors import LegionError
+from .loop import Conversation, TurnSettings, run_turn
+from .prompt import ACTIONS, action_schema
+from .prompt import system_prompt as build_prompt
+from .supervisor import api
+from .supervisor.errors import NoProc
+from .supervisor.server import NoReply, Server
+from .supervisor.terms import From, Pid
+from .tool import check_names, instantiate, public_functions, short_name
+
+__all__ = [
+    "Agent",
+    "AgentCancelled",
+    "aexecute",
+    "execute",
+    "get_messages",
+    "get_usage",
+    "parallel",
+    "pending_questions",
+    "pipeline",
+    "respond",
+]
+
+TURN_KEY = "$legion.turn"
+CONTROL = "$legion.agent"
+
+
+class AgentCancelled(LegionError):
+    """A turn ended without an answer. `reason` is "reached_max_iterations" or
+    "reached_max_retries"; the agent keeps the history of the cancelled turn."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"the agent cancelled the turn: {reason}")
+        self.reason = reason
+
+
+class Agent(Server):
+    """Base class of an agent. The class docstring is its role (required).
+
+    Class attributes (all optional): `tools` (Tool classes or modules), `output_schema` (a JSON
+    schema dict or a Python type; default: a string), `config` (overrides of the global config),
+    `action_types` (the allowed actions), `system_prompt` (replaces the whole prompt). Override
+    `tool_config(tool)` to give a tool its settings (`self.config` in the tool).
+    """
+
+    __legion_agent__: ClassVar[bool] = True
+    tools: ClassVar[Sequence[Any]] = ()
+    output_schema: ClassVar[Any] = None
+    config: ClassVar[dict[str, Any]] = {}
+    action_types: ClassVar[Sequence[str]] = tuple(ACTIONS)
+    system_prompt: ClassVar[str | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        doc = cls.__dict__.get("__doc__")
+        if not isinstance(doc, str) or not doc.strip():
+            raise TypeError(
+                f"agent {cls.__qualname__} must define a docstring: it is the agent's role in "
+                'the system prompt (class MyAgent(legion.Agent): """What this agent does.""")'
+            )
+        bad = [a for a in cls.action_types if a not in ACTIONS]
+        if bad or not cls.action_types:
+            raise TypeError(
+                f"agent {cls.__qualname__}: action_types must be a non-empty subset of "
+                f"{list(ACTIONS)}, got {list(cls.action_types)}"
+            )
+
+    def tool_config(self, tool: Any) -> dict[str, Any]:
+        """The settings for `tool` (its `self.config`). Default: {}."""
+        return {}
+
+    @classmethod
+    def role(cls) -> str:
+        """The docstring, as it appears in the prompt."""
+        import inspect
+
+        return inspect.cleandoc(cls.__doc__ or "")
+
+    # -- the server ------------------------------------------------------------------------------
+
+    async def init(self, arg: Any) -> Any:
+        import trio
+
+        global _CURRENT
+        _CURRENT = self
+        inherit = arg["inherit"]
+        _config.install_global(inherit.get("global", {}))
+        _INHERIT.update(inherit)
+        vault.install(arg.get("vault", {}))
+        self.run_id: str = uuid.uuid4().hex
+        self.parent_run_id: str | None = arg.get("parent_run_id")
+        self.owner: Pid | None = arg.get("owner")
+        self.settings_config: dict[str, Any] = arg["config"]
+        self.children: list[Pid] = []
+        self.questions: dict[str, Any] = {}
+        cls = type(self)
+        check_names(cls.tools)
+        self.tool_instances = [instantiate(t, self.tool_config(t) or {}) for t in cls.tools]
+        self.tool_table = {
+            short_name(t): types.SimpleNamespace(**public_functions(t)) for t in self.tool_instances
+        }
+        cfg = self.settings_config
+        prompt = cls.system_prompt
+        if prompt is None:
+            from .sandbox.guard import ALLOWED_MODULES
+
+            prompt = build_prompt(
+                cls.role(),
+                self.tool_instances,
+                action_types=cls.action_types,
+                binding_scope=cfg["binding_scope"],
+                allowed_modules=ALLOWED_MODULES,
+            )
+        self.conversation = Conversation([{"role": "system", "content": prompt}])
+        self.schema = action_schema(cls.action_types, cls.output_schema)
+        self.turn_settings = TurnSettings(
+            config=cfg,
+            action_types=cls.action_types,
+            schema=self.schema,
+            output_schema=cls.output_schema,
+            validate_complete=cls.output_schema is not None,
+            ask=self._ask,
+            evaluate=self._evaluate,
+            agent_name=cls.__qualname__,
+        )
+        self._send, self._inbox = trio.open_memory_channel[Any](math.inf)
+        trio.lowlevel.spawn_system_task(
+            self._turns, name=f"{cls.__qualname__} turns", context=contextvars.copy_context()
+        )
+        if arg.get("task") is not None:
+            self._send.send_nowait((arg["task"], None))
+        return None
+
+    async def _turns(self) -> None:
+        from .supervisor import process
+        from .supervisor.terms import crash_from_exception
+
+        try:
+            async for message, from_ in self._inbox:
+                status, value = await run_turn(self.conversation, message, self.turn_settings)
+                if from_ is not None:
+                    api.reply(from_, self._envelope(status, value))
+        except BaseException as exc:
+            worker = process.current()
+            assert worker is not None
+            process.finish(worker, crash_from_exception(exc))
+
+    def _envelope(self, status: str, value: Any) -> dict[str, Any]:
+        schema = type(self).output_schema
+        path = None
+        if status == "ok" and value is not None and isinstance(schema, type):
+            path = f"{schema.__module__}:{schema.__qualname__}"
+        return {TURN_KEY: [status, value, path]}
+
+    async def _ask(self, messages: list[dict[str, Any]], meta: dict[str, Any]) -> Any:
+        from . import llm
+
+        cfg = self.settings_config
+        return await llm.generate_object(
+            cfg["model"],
+            messages,
+            self.schema,
+            timeout=cfg["llm_timeout"],
+            test_model=_INHERIT.get("test_model"),
+            block_real=bool(_INHERIT.get("block_real")),
+            meta={"agent": type(self).__qualname__, "run_id": self.run_id, **meta},
+        )
+
+    async def _evaluate(self, code: str, bindings: Any) -> Any:
+        from .sandbox import aevaluate
+
+        timeout = self.settings_config["sandbox_timeout"]
+        return await aevaluate(
+            code,
+            tools=self.tool_table,
+            bindings=bindings,
+            timeout=1e7 if math.isinf(timeout) else float(timeout),
+        )
+
+    def handle_call(self, request: Any, from_: From) -> Any:
+        if _is_control(request):
+            return self._control(request[1], request[2:])
+        self._send.send_nowait((request, from_))
+        return NoReply()
+
+    def handle_cast(self, message: Any) -> Any:
+        if _is_control(message):
+            self._control(message[1], message[2:])
+            return None
+        self._send.send_nowait((message, None))
+        return None
+
+    def _control(self, op: str, args: Sequence[Any]) -> Any:
+        if op == "messages":
+            return self.conversation.messages
+        if op == "usage":
+            return [
+                {
+                    "model": u.model,
+                    "prompt_tokens": u.prompt_tokens,
+                    "completion_tokens": u.completion_tokens,
+                    "cost": u.cost,
+                    "duration": u.duration,
+                }
+                for u in self.conversation.usage
+            ]
+        if op == "info":
+            return {"run_id": self.run_id, "parent_run_id": self.parent_run_id}
+        if op == "pending":
+            return [q["question"] for q in self.questions.values()]
+        if op == "respond":
+            question_id, answer = args
+            if question_id is None and self.questions:
+                question_id = next(iter(self.questions))
+            pending = self.questions.pop(question_id, None) if question_id else None
+            if pending is None:
+                return False
+            pending["answer"] = answer
+            pending["event"].set()
+            return True
+        raise ValueError(f"unknown agent request {op!r}")
+
+    def terminate(self, reason: Any) -> Any:
+        for pid in self.children:
+            try:
+                api.unlink(pid)
+                api.stop(pid, "shutdown")
+            except LegionError:
+                pass
+        return None
+
+
+_CURRENT: Agent | None = None
+_INHERIT: dict[str, Any] = {}
+
+
+def current() -> Agent | None:
+    """The agent running in this process (tools use it), or None outside agent processes."""
+    return _CURRENT
+
+
+def _is_control(request: Any) -> bool:
+    return (
+        type(request) is list
+        and len(request) >= 2
+        and request[0] == CONTROL
+        and isinstance(request[1], str)
+    )
+
+
+def is_agent(target: Any) -> bool:
+    return isinstance(target, type) and getattr(target, "__legion_agent__", False) is True
+
+
+def _check_agent(agent: Any) -> type[Agent]:
+    if not is_agent(agent) or agent is Agent:
+        raise TypeError(f"expected a legion.Agent subclass, got {agent!r}")
+    result: type[Agent] = agent
+    return result
+
+
+# -- starting agents and running turns (any process) -------------------------------------------
+
+
+def _start_arg(agent: type[Agent], task: Any, options: dict[str, Any]) -> dict[str, Any]:
+    from . import testing
+
+    options = dict(options)
+    test_model = testing.active_model()
+    model = options.get("model")
+    if model is not None and hasattr(model, "__legion_test_model__"):
+        test_model = model.serve()
+        options["model"] = model.name
+    cfg = _config.resolve(agent.config, options)
+    parent = current()
+    return {
+        "config": cfg,
+        "task": task,
+        "vault": vault.snapshot(),
+        "owner": api.self(),
+        "parent_run_id": parent.run_id if parent is not None else None,
+        "inherit": {
+            "global": _config.global_config(),
+            "test_model": test_model,
+            "block_real": testing.blocking(),
+        },
+    }
+
+
+def _remember(pid: Pid | None, name: str | None) -> None:
+    if pid is not None:
+        api.AGENTS.add(pid)
+        agent = current()
+        if agent is not None:
+            agent.children.append(pid)
+    if name is not None:
+        api.AGENTS.add(name)
+
+
+def start_agent(
+    agent: Any,
+    task: Any = None,
+    *,
+    name: str | None = None,
+    timeout: float | None = None,
+    link: bool = True,
+    **options: Any,
+) -> Pid:
+    """Start an agent process (the work behind `legion.start_link(agent, ...)`)."""
+    cls = _check_agent(agent)
+    arg = _start_arg(cls, task, options)
+    pid: Pid = api._endpoint().spawn(cls, arg, link=link, name=name, sync=True, timeout=timeout)
+    _remember(pid, name)
+    return pid
+
+
+async def astart_agent(
+    agent: Any,
+    task: Any = None,
+    *,
+    name: str | None = None,
+    timeout: float | None = None,
+    link: bool = True,
+    **options: Any,
+) -> Pid:
+    cls = _check_agent(agent)
+    arg = _start_arg(cls, task, options)
+    pid: Pid = await api._endpoint().aspawn(
+        cls, arg, link=link, name=name, sync=True, timeout=timeout
+    )
+    _remember(pid, name)
+    return pid
+
+
+def unwrap_turn(reply: dict[str, Any]) -> Any:
+    """The caller's side of a turn reply: the value, or `AgentCancelled`."""
+    status, value, path = reply[TURN_KEY]
+    if status == "cancel":
+        raise AgentCancelled(value)
+    if path is not None:
+        import msgspec
+
+        module, _, qualname = path.partition(":")
+        target: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            target = getattr(target, part)
+        return msgspec.convert(value, target)
+    return value
+
+
+def _forget(pid: Pid) -> None:
+    api.AGENTS.discard(pid)
+    agent = current()
+    if agent is not None and pid in agent.children:
+        agent.children.remove(pid)
+
+
+def _dispose(pid: Pid) -> None:
+    try:
+        api.unlink(pid)
+        api.stop(pid)
+    except NoProc:
+        pass
+    finally:
+        _forget(pid)
+
+
+async def _adispose(pid: Pid) -> None:
+    try:
+        await api.aunlink(pid)
+        await api.astop(pid)
+    except NoProc:
+        pass
+    finally:
+        _forget(pid)
+
+
+def execute(agent: Any, task: Any, *, timeout: float | None = None, **config: Any) -> Any:
+    """Start `agent`, run one turn on `task`, stop the agent, and return the turn's value.
+
+    Raises `AgentCancelled` if the turn was cancelled. `config` overrides the agent's config
+    for this run. Waits without limit unless `timeout` is given (`CallTimeout` then).
+    """
+    pid = start_agent(agent, **config)
+    try:
+        return api.call(pid, task, timeout)
+    finally:
+        _dispose(pid)
+
+
+async def aexecute(agent: Any, task: Any, *, timeout: float | None = None, **config: Any) -> Any:
+    """The awaitable twin of `execute` (trio or asyncio)."""
+    pid = await astart_agent(agent, **config)
+    try:
+        return await api.acall(pid, task, timeout)
+    finally:
+        await _adispose(pid)
+
+
+def get_messages(dest: Pid | str, timeout: float | None = 5.0) -> list[dict[str, Any]]:
+    """The agent's conversation: `[{"role": ..., "content": ...}, ...]`, system prompt first.
+
+    Answered at once, even while a turn runs (the history then includes its steps so far).
+    """
+    result: list[dict[str, Any]] = api.call(dest, [CONTROL, "messages"], timeout)
+    return result
+
+
+def get_usage(dest: Pid | str, timeout: float | None = 5.0) -> list[dict[str, Any]]:
+    """One record per LLM request: model, prompt and completion tokens, cost (USD or None)."""
+    result: list[dict[str, Any]] = api.call(dest, [CONTROL, "usage"], timeout)
+    return result
+
+
+def pending_questions(dest: Pid | str, timeout: float | None = 5.0) -> list[dict[str, Any]]:
+    """The agent's unanswered `HumanTool.ask` questions (each with pid, run id and id)."""
+    result: list[dict[str, Any]] = api.call(dest, [CONTROL, "pending"], timeout)
+    return result
+
+
+def respond(
+    dest: Pid | str, answer: Any, question_id: str | None = None, timeout: float | None = 5.0
+) -> bool:
+    """Answer the agent's pending human question (the oldest one, unless `question_id`).
+
+    Returns False if no question was pending.
+    """
+    result: bool = api.call(dest, [CONTROL, "respond", question_id, answer], timeout)
+    return result
+
+
+def parallel(tasks: Iterable[tuple[Any, Any]], timeout: float | None = None) -> list[Any]:
+    """Run `execute(agent, task)` for every pair at once; the values in input order.
+
+    If any turn is cancelled, raises the first `AgentCancelled` in list order (after all
+    finished). `timeout` bounds the whole run (`CallTimeout`).
+    """
+    from .supervisor import wire
+    from .supervisor.endpoint import _deadline
+
+    pairs = list(tasks)
+    pids: list[Pid] = []
+    ep = api._endpoint()
+    try:
+        for agent, _ in pairs:
+            pids.append(start_agent(agent))
+        refs = [ep._start_call(pid, task) for pid, (_, task) in zip(pids, pairs, strict=True)]
+        deadline = _deadline(timeout)
+        replies: list[Any] = []
+        try:
+            for pid, ref in zip(pids, refs, strict=True):
+                ok = ep._wait(ep._has(ref), deadline)
+                replies.append(ep._finish_call(ref, ok, pid, timeout))
+        finally:
+            for ref in refs[len(replies) :]:
+                with ep._lock:
+                    if ref in ep._calls:
+                        ep._calls.discard(ref)
+                        ep._results.pop(ref, None)
+                        ep.send_frame(wire.CancelCall(ref))
+    finally:
+        for pid in pids:
+            _dispose(pid)
+    errors: list[BaseException] = []
+    values: list[Any] = []
+    for reply in replies:
+        try:
+            values.append(api.unwrap_reply(reply))
+        except AgentCancelled as exc:
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+    return values
+
+
+async def aparallel(tasks: Iterable[tuple[Any, Any]], timeout: float | None = None) -> list[Any]:
+    """The trio twin of `parallel` (used by `AgentTool.parallel` inside an agent)."""
+    import trio
+
+    pairs = list(tasks)
+    results: list[Any] = [None] * len(pairs)
+
+    async def one(i: int, agent: Any, task: Any) -> None:
+        try:
+            results[i] = ("ok", await aexecute(agent, task))
+        except AgentCancelled as exc:
+            results[i] = ("cancel", exc)
+
+    with trio.fail_after(math.inf if timeout is None else timeout):
+        async with trio.open_nursery() as nursery:
+            for i, (agent, task) in enumerate(pairs):
+                nursery.start_soon(one, i, agent, task)
+    for status, value in results:
+        if status == "cancel":
+            raise value
+    return [value for _, value in results]
+
+
+def _pipeline_tasks(steps: Iterable[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
+    checked = []
+    for agent, task in steps:
+        if not isinstance(task, str) and not callable(task):
+            raise TypeError(
+                f"expected task to be a str or a function of one argument, got: {task!r}"
+            )
+        checked.append((agent, task))
+    return checked
+
+
+def pipeline(steps: Iterable[tuple[Any, str | Callable[[Any], Any]]]) -> Any:
+    """Run steps in order; a function step gets the previous value (None for the first).
+
+    Stops at the first cancel (raises `AgentCancelled`); returns the last value.
+    """
+    previous: Any = None
+    for agent, task in _pipeline_tasks(steps):
+        message = task(previous) if callable(task) else task
+        previous = execute(agent, message)
+    return previous
+
+
+async def apipeline(steps: Iterable[tuple[Any, str | Callable[[Any], Any]]]) -> Any:
+    previous: Any = None
+    for agent, task in _pipeline_tasks(steps):
+        message = task(previous) if callable(task) else task
+        previous = await aexecute(agent, message)
+    return previous
