@@ -68,7 +68,7 @@ def public_functions(tool: Any) -> dict[str, Callable[..., Any]]:
                 not name.startswith("_")
                 and callable(value)
                 and not isinstance(value, type)
-                and getattr(value, "__module__", None) == tool.__name__
+                and _same_package(getattr(value, "__module__", None), tool.__name__)
             ):
                 found[name] = value
         return found
@@ -84,6 +84,14 @@ def public_functions(tool: Any) -> dict[str, Callable[..., Any]]:
             if isinstance(value, staticmethod | classmethod) or inspect.isfunction(value):
                 found[name] = getattr(tool, name)
     return found
+
+
+def _same_package(module: str | None, name: str) -> bool:
+    """Functions of a module, including those a package re-exports from its private modules
+    (`msgspec.json.encode` lives in `msgspec._core`), but not names imported from elsewhere."""
+    if module is None:
+        return False
+    return module == name or module.split(".")[0] == name.split(".")[0]
 
 
 def _signature(fn: Callable[..., Any], bound: bool) -> str:
