@@ -21,8 +21,14 @@ Dest = Pid | str
 AGENTS: set[Pid | str] = set()
 """Pids and names of agents this process started: `call` waits on them without a limit."""
 
-_DEFAULT_TIMEOUT: Any = type("_DefaultTimeout", (), {"__repr__": lambda self: "DEFAULT"})()
-"""`call`'s default: 5 s for a server, no limit for an agent started by this process."""
+
+class _DefaultTimeout(float):
+    """`call`'s default: 5 s for a server, no limit for an agent started by this process.
+
+    It equals 5.0 (the documented server default) but is recognised by identity."""
+
+
+_DEFAULT_TIMEOUT: Any = _DefaultTimeout(5.0)
 
 _TURN_KEY = "$legion.turn"
 
@@ -30,6 +36,8 @@ _TURN_KEY = "$legion.turn"
 def _call_timeout(dest: Dest, timeout: Any) -> float | None:
     if timeout is _DEFAULT_TIMEOUT:
         return None if dest in AGENTS else 5.0
+    if type(timeout) is _DefaultTimeout:
+        return float(timeout)
     result: float | None = timeout
     return result
 

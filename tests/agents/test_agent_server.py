@@ -30,9 +30,11 @@ def test_get_messages_after_one_call() -> None:
 
 
 def test_unknown_config_key_warns() -> None:
-    with testing.ScriptedModel([done()]):
-        with pytest.warns(UserWarning, match=r"Unknown Legion config keys: \['bogus_key'\]"):
-            legion.execute(NoToolAgent, "x", bogus_key=1)
+    with (
+        testing.ScriptedModel([done()]),
+        pytest.warns(UserWarning, match=r"Unknown Legion config keys: \['bogus_key'\]"),
+    ):
+        legion.execute(NoToolAgent, "x", bogus_key=1)
 
 
 def test_config_precedence_start_option_over_agent_over_global() -> None:

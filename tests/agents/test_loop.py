@@ -33,17 +33,21 @@ def test_bindings_flow_within_a_turn() -> None:
 
 
 def test_endless_continue_cancels_with_max_iterations() -> None:
-    with testing.FunctionModel(lambda r: eval_and_continue("1")) as model:
-        with pytest.raises(legion.AgentCancelled) as info:
-            legion.execute(NoToolAgent, "loop", max_iterations=3)
+    with (
+        testing.FunctionModel(lambda r: eval_and_continue("1")) as model,
+        pytest.raises(legion.AgentCancelled) as info,
+    ):
+        legion.execute(NoToolAgent, "loop", max_iterations=3)
     assert info.value.reason == "reached_max_iterations"
     assert len(model.requests) == 3  # the 3rd continue is the last step; no 4th request
 
 
 def test_code_that_always_raises_cancels_with_max_retries() -> None:
-    with testing.FunctionModel(lambda r: eval_and_continue("1 / 0")) as model:
-        with pytest.raises(legion.AgentCancelled) as info:
-            legion.execute(NoToolAgent, "fail")
+    with (
+        testing.FunctionModel(lambda r: eval_and_continue("1 / 0")) as model,
+        pytest.raises(legion.AgentCancelled) as info,
+    ):
+        legion.execute(NoToolAgent, "fail")
     assert info.value.reason == "reached_max_retries"
     assert len(model.requests) == 4  # 3 failures fed back, the 4th cancels
     feedback = model.requests[-1].last
@@ -164,9 +168,11 @@ def test_default_action_types_are_all_four() -> None:
 
 
 def test_restricted_action_types_refuse_eval() -> None:
-    with testing.FunctionModel(lambda r: eval_and_continue("1")) as model:
-        with pytest.raises(legion.AgentCancelled) as info:
-            legion.execute(ReturnOnlyAgent, "x")
+    with (
+        testing.FunctionModel(lambda r: eval_and_continue("1")) as model,
+        pytest.raises(legion.AgentCancelled) as info,
+    ):
+        legion.execute(ReturnOnlyAgent, "x")
     assert info.value.reason == "reached_max_retries"
     assert "is not allowed for ReturnOnlyAgent" in model.requests[1].last
     assert model.requests[0].schema["properties"]["action"]["enum"] == ["return", "done"]
