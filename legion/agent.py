@@ -136,6 +136,7 @@ class Agent(Server):
             )
         self.conversation = Conversation([{"role": "system", "content": prompt}])
         self.schema = action_schema(cls.action_types, cls.output_schema)
+        self.observer: Pid | None = arg.get("observer")
         self.turn_settings = TurnSettings(
             config=cfg,
             action_types=cls.action_types,
@@ -145,6 +146,7 @@ class Agent(Server):
             ask=self._ask,
             evaluate=self._evaluate,
             agent_name=cls.__qualname__,
+            on_step=self._observe if self.observer is not None else None,
         )
         self._send, self._inbox = trio.open_memory_channel[Any](math.inf)
         trio.lowlevel.spawn_system_task(
@@ -161,12 +163,39 @@ class Agent(Server):
         try:
             async for message, from_ in self._inbox:
                 status, value = await run_turn(self.conversation, message, self.turn_settings)
+                if self.observer is not None:
+                    self._notify({"type": "legion.turn_done", "status": status, "value": value})
                 if from_ is not None:
                     api.reply(from_, self._envelope(status, value))
         except BaseException as exc:
             worker = process.current()
             assert worker is not None
             process.finish(worker, crash_from_exception(exc))
+
+    def _observe(self, event: dict[str, Any]) -> None:
+        """Tell the observer (`legion run`) about a step as it happens."""
+        if "object" in event:
+            obj = event["object"]
+            self._notify({"type": "legion.step", "iteration": event["iteration"], "object": obj})
+        else:
+            ev = event["evaluation"]
+            self._notify(
+                {
+                    "type": "legion.eval",
+                    "iteration": event["iteration"],
+                    "ok": ev.ok,
+                    "value": ev.value_repr,
+                    "stdout": ev.stdout,
+                    "error": ev.error,
+                }
+            )
+
+    def _notify(self, message: dict[str, Any]) -> None:
+        assert self.observer is not None
+        try:
+            api.send(self.observer, message)
+        except TypeError:
+            api.send(self.observer, {**message, "value": repr(message.get("value"))})
 
     def _envelope(self, status: str, value: Any) -> dict[str, Any]:
         schema = type(self).output_schema
@@ -289,6 +318,7 @@ def _start_arg(agent: type[Agent], task: Any, options: dict[str, Any]) -> dict[s
     from . import testing
 
     options = dict(options)
+    observer = options.pop("observer", None)
     test_model = testing.active_model()
     model = options.get("model")
     if model is not None and hasattr(model, "__legion_test_model__"):
@@ -302,6 +332,7 @@ def _start_arg(agent: type[Agent], task: Any, options: dict[str, Any]) -> dict[s
         "vault": vault.snapshot(),
         "owner": api.self(),
         "parent_run_id": parent.run_id if parent is not None else None,
+        "observer": observer,
         "inherit": {
             "global": _config.global_config(),
             "test_model": test_model,

@@ -114,6 +114,7 @@ def _import_litellm() -> Any:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import litellm
 
+    litellm.suppress_debug_info = True  # errors are fed back to the model, not printed
     return litellm
 
 

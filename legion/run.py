@@ -1,0 +1,181 @@
+"""`legion run module:Agent "task"`: run an agent from the shell and watch every step.
+
+The agent is named as `package.module:AgentClass` or `path/to/file.py:AgentClass`. Each step is
+printed as it happens (action, code, the sandbox's result), then the turn's result.
+
+With no API key for the model's provider in the environment (or with `--offline`), the run uses
+the offline demo: a scripted model, clearly labelled, so the command works on a fresh machine.
+The script is the agent module's `DEMO_STEPS` if it defines one (a list of action dicts, where
+`{task}` in code is replaced by the task's repr), otherwise a generic two-step script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any, TextIO
+
+__all__ = ["main"]
+
+PROVIDER_KEYS = {
+    "openai": ["OPENAI_API_KEY"],
+    "anthropic": ["ANTHROPIC_API_KEY"],
+    "gemini": ["GEMINI_API_KEY", "GOOGLE_API_KEY"],
+    "google": ["GEMINI_API_KEY", "GOOGLE_API_KEY"],
+    "mistral": ["MISTRAL_API_KEY"],
+    "groq": ["GROQ_API_KEY"],
+    "deepseek": ["DEEPSEEK_API_KEY"],
+    "openrouter": ["OPENROUTER_API_KEY"],
+    "xai": ["XAI_API_KEY"],
+    "cohere": ["COHERE_API_KEY"],
+    "together_ai": ["TOGETHERAI_API_KEY", "TOGETHER_API_KEY"],
+}
+LOCAL_PROVIDERS = {"ollama", "ollama_chat", "lm_studio", "vllm", "hosted_vllm"}
+
+GENERIC_DEMO = [
+    {
+        "action": "eval_and_continue",
+        "code": (
+            "task = {task}\nwords = task.split()\nprint('task has', len(words), 'words')\nwords[:5]"
+        ),
+        "result": "",
+    },
+    {
+        "action": "return",
+        "code": "",
+        "result": "(offline demo) A scripted model answered instead of an LLM. Set an API key "
+        "(e.g. OPENAI_API_KEY) or pass --model to run the agent for real.",
+    },
+]
+
+
+def load_agent(spec: str) -> Any:
+    """`module:Class` or `file.py:Class` -> the class (a file's folder joins sys.path)."""
+    target, sep, name = spec.rpartition(":")
+    if not sep or not target or not name:
+        raise SystemExit(
+            f"legion run: expected module:AgentClass or file.py:AgentClass, got {spec!r}"
+        )
+    if target.endswith(".py"):
+        path = Path(target).resolve()
+        if not path.exists():
+            raise SystemExit(f"legion run: no such file {target}")
+        sys.path.insert(0, str(path.parent))
+        target = path.stem
+    else:
+        sys.path.insert(0, os.getcwd())
+    module = importlib.import_module(target)
+    obj: Any = module
+    for part in name.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            raise SystemExit(f"legion run: {target} has no {name}")
+    return obj
+
+
+def has_key(model: str) -> bool:
+    """Is a key for this model's provider in the environment? (Local providers need none.)"""
+    from .llm import to_litellm
+
+    provider = to_litellm(model).split("/", 1)[0]
+    if provider in LOCAL_PROVIDERS:
+        return True
+    names = PROVIDER_KEYS.get(provider, [f"{provider.upper()}_API_KEY"])
+    return any(os.environ.get(n) for n in names)
+
+
+def demo_steps(agent: Any, task: str) -> list[dict[str, Any]]:
+    module = sys.modules.get(agent.__module__)
+    steps = getattr(module, "DEMO_STEPS", None) or GENERIC_DEMO
+    return [{**step, "code": step.get("code", "").replace("{task}", repr(task))} for step in steps]
+
+
+def _print_step(event: dict[str, Any], out: TextIO) -> None:
+    kind = event.get("type")
+    if kind == "legion.step":
+        obj = event["object"]
+        action = obj.get("action", "?") if isinstance(obj, dict) else "?"
+        out.write(f"\n── step {event['iteration'] + 1} · {action} ──\n")
+        code = obj.get("code") if isinstance(obj, dict) else None
+        if code:
+            out.write(textwrap.indent(code.rstrip(), "  │ ") + "\n")
+        if isinstance(obj, dict) and action == "return":
+            out.write(f"  result: {obj.get('result')!r}\n")
+    elif kind == "legion.eval":
+        if event["stdout"]:
+            out.write(textwrap.indent(event["stdout"].rstrip(), "  printed: ") + "\n")
+        if event["ok"]:
+            out.write(f"  → {_short(event['value'])}\n")
+        else:
+            out.write(f"  ✗ {_short(event['error'])}\n")
+    out.flush()
+
+
+def _short(text: str, limit: int = 500) -> str:
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text) - limit} more chars)"
+
+
+def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    parser = argparse.ArgumentParser(prog="legion run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("agent", help="module:AgentClass or path/to/file.py:AgentClass")
+    parser.add_argument("task", help="the task for the agent")
+    parser.add_argument("--model", help="override the model (e.g. openai:gpt-4o-mini)")
+    parser.add_argument("--max-iterations", type=int, help="override max_iterations")
+    parser.add_argument("--offline", action="store_true", help="use the scripted offline demo")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+
+    import legion
+    from legion import agent as agent_module
+    from legion import testing
+
+    cls = load_agent(args.agent)
+    if not agent_module.is_agent(cls):
+        out.write(f"legion run: {args.agent} is not a legion.Agent subclass\n")
+        return 2
+    options: dict[str, Any] = {}
+    if args.model:
+        options["model"] = args.model
+    if args.max_iterations:
+        options["max_iterations"] = args.max_iterations
+    model = options.get("model") or {**legion.config.DEFAULTS, **cls.config}["model"]
+    offline = args.offline or not has_key(model)
+    demo = None
+    if offline:
+        demo = testing.ScriptedModel(demo_steps(cls, args.task), name="offline-demo")
+        out.write(
+            f"*** OFFLINE DEMO: no API key for {model!r} was found, so a scripted model (not an "
+            "LLM) answers. Set the provider's API key to run for real. ***\n"
+        )
+        options["model"] = demo
+    else:
+        testing.allow_real_models()
+    out.write(f"Running {cls.__qualname__} on: {args.task}\n")
+    out.flush()
+    pid = agent_module.start_agent(cls, observer=legion.self(), **options)
+    try:
+        legion.cast(pid, args.task)
+        while True:
+            event = legion.receive(
+                match=lambda m: isinstance(m, dict) and str(m.get("type", "")).startswith("legion.")
+            )
+            if event["type"] == "legion.turn_done":
+                break
+            _print_step(event, out)
+    finally:
+        agent_module._dispose(pid)
+        if demo is not None:
+            demo.close()
+    if event["status"] == "cancel":
+        out.write(f"\nCancelled: {event['value']}\n")
+        return 1
+    out.write(f"\nResult: {event['value']!r}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

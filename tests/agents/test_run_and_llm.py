@@ -1,0 +1,102 @@
+"""`legion run` (offline demo) and the litellm adapter (with litellm's own mock responses)."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from legion import llm
+from legion.run import has_key, main
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def test_legion_run_offline_demo_shows_each_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    out = io.StringIO()
+    task = "Find cool posts about Advent of Code and save them"
+    assert main([f"{EXAMPLES / 'research_agent.py'}:ResearchAgent", task], out=out) == 0
+    text = out.getvalue()
+    assert text.startswith("*** OFFLINE DEMO")
+    assert "── step 1 · eval_and_continue ──" in text
+    assert "ScraperTool.fetch_posts()" in text
+    assert "saved: Advent of Code 2024 in Python" in text
+    assert text.rstrip().endswith("at least 50 points.'")
+
+
+def test_legion_run_generic_demo_for_any_agent() -> None:
+    out = io.StringIO()
+    assert main(["agents_for_tests:MathAgent", "add two numbers", "--offline"], out=out) == 0
+    assert "(offline demo)" in out.getvalue()
+    assert "task has 3 words" in out.getvalue()
+
+
+def test_key_detection(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    assert not has_key("anthropic:claude-sonnet-4-20250514")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "x")
+    assert has_key("anthropic/claude-sonnet-4-20250514")
+    assert has_key("ollama/llama3")
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("openai:gpt-4o-mini", "openai/gpt-4o-mini"),
+        ("anthropic/claude-3-5-sonnet", "anthropic/claude-3-5-sonnet"),
+        ("ollama/llama3:8b", "ollama/llama3:8b"),
+    ],
+)
+def test_provider_model_forms(given: str, expected: str) -> None:
+    assert llm.to_litellm(given) == expected
+
+
+def test_litellm_adapter_extracts_the_object_and_records_usage(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    litellm = llm._import_litellm()  # sets the local price map before importing
+
+    action = {"action": "return", "code": "", "result": "hi"}
+    seen: dict[str, Any] = {}
+
+    class Mocked:
+        suppress_debug_info = False
+        completion_cost = staticmethod(litellm.completion_cost)
+
+        @staticmethod
+        def completion(**kwargs: Any) -> Any:
+            seen.update(kwargs)
+            return litellm.completion(**kwargs, mock_response=json.dumps(action))
+
+    monkeypatch.setattr(llm, "_import_litellm", lambda: Mocked)
+    messages = [{"role": "user", "content": "hello"}]
+    schema = {"type": "object"}
+    obj, usage = trio.run(
+        lambda: llm.generate_object("openai:gpt-4o-mini", messages, schema, timeout=7.0)
+    )
+    assert obj == action
+    assert seen["model"] == "openai/gpt-4o-mini" and seen["timeout"] == 7.0
+    assert seen["response_format"]["json_schema"]["schema"] == schema
+    assert usage.prompt_tokens > 0 and usage.completion_tokens > 0
+    assert usage.cost is None or usage.cost >= 0
+
+
+def test_litellm_errors_become_llm_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Failing:
+        @staticmethod
+        def completion(**kwargs: Any) -> Any:
+            raise ConnectionError("connection refused")
+
+    monkeypatch.setattr(llm, "_import_litellm", lambda: Failing)
+    with pytest.raises(llm.LLMError, match="connection refused"):
+        trio.run(lambda: llm.generate_object("openai:x", [], {}, timeout=1.0))
+
+
+def test_real_calls_are_blocked_in_the_agent_process_too() -> None:
+    with pytest.raises(llm.RealModelBlocked):
+        trio.run(lambda: llm.generate_object("openai:x", [], {}, timeout=1.0, block_real=True))
