@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextvars
 import importlib
 import math
+import sys
 import types
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -395,6 +396,8 @@ def unwrap_turn(reply: dict[str, Any]) -> Any:
         import msgspec
 
         module, _, qualname = path.partition(":")
+        if module in ("__main__", "__mp_main__"):  # the script is __mp_main__ in workers
+            module = "__main__" if "__main__" in sys.modules else module
         target: Any = importlib.import_module(module)
         for part in qualname.split("."):
             target = getattr(target, part)

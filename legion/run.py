@@ -88,6 +88,17 @@ def has_key(model: str) -> bool:
     return any(os.environ.get(n) for n in names)
 
 
+def offline_options(steps: list[Any], model: str = "openai:gpt-4o-mini") -> dict[str, Any]:
+    """For examples: `{}` when a key for `model` is set, else `{"model": ScriptedModel(steps)}`
+    after printing a banner that says a scripted model, not an LLM, is answering."""
+    if has_key(model):
+        return {}
+    from legion import testing
+
+    print(f"*** OFFLINE DEMO: no API key for {model!r}; a scripted model (not an LLM) answers ***")
+    return {"model": testing.ScriptedModel(steps, name="offline-demo")}
+
+
 def demo_steps(agent: Any, task: str) -> list[dict[str, Any]]:
     module = sys.modules.get(agent.__module__)
     steps = getattr(module, "DEMO_STEPS", None) or GENERIC_DEMO
