@@ -250,3 +250,15 @@ def test_usage_is_recorded_per_request() -> None:
         finally:
             legion.stop(pid)
     assert len(usage) == 2 and usage[0]["model"] == "openai:gpt-4o-mini"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["trio", "asyncio"])
+async def test_awaitable_twins_under_trio_and_asyncio(anyio_backend: str) -> None:
+    with testing.ScriptedModel([eval_and_complete("6 * 7"), returns("again")]):
+        assert await legion.aexecute(NoToolAgent, "x") == 42
+        pid = await legion.astart_link(NoToolAgent)
+        try:
+            assert await legion.acall(pid, "y") == "again"
+        finally:
+            await legion.astop(pid)
