@@ -121,7 +121,10 @@ class Agent(Server):
         check_names(cls.tools)
         self.tool_instances = [instantiate(t, self.tool_config(t) or {}) for t in cls.tools]
         self.tool_table = {
-            short_name(t): types.SimpleNamespace(**public_functions(t)) for t in self.tool_instances
+            short_name(t): types.SimpleNamespace(
+                **{name: _off_loop(fn) for name, fn in public_functions(t).items()}
+            )
+            for t in self.tool_instances
         }
         cfg = self.settings_config
         prompt = cls.system_prompt
@@ -216,7 +219,13 @@ class Agent(Server):
             timeout=cfg["llm_timeout"],
             test_model=_INHERIT.get("test_model"),
             block_real=bool(_INHERIT.get("block_real")),
-            meta={"agent": type(self).__qualname__, "run_id": self.run_id, **meta},
+            meta={
+                "agent": type(self).__qualname__,
+                "run_id": self.run_id,
+                "parent_run_id": self.parent_run_id,
+                "pid": api.self(),
+                **meta,
+            },
         )
 
     async def _evaluate(self, code: str, bindings: Any) -> Any:
@@ -281,6 +290,25 @@ class Agent(Server):
             except LegionError:
                 pass
         return None
+
+
+def _off_loop(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A synchronous tool runs in a worker thread (with this context: the Vault, the current
+    action), so a slow tool does not stop the agent from answering `get_messages` or
+    `respond`; async tools run on the loop as they are."""
+    import functools
+    import inspect
+
+    if inspect.iscoroutinefunction(fn):
+        return fn
+
+    @functools.wraps(fn)
+    async def run(*args: Any, **kwargs: Any) -> Any:
+        import trio
+
+        return await trio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
+
+    return run
 
 
 _CURRENT: Agent | None = None

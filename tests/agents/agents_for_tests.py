@@ -30,6 +30,10 @@ class MathTool(legion.Tool):
         """Always raises."""
         raise RuntimeError("tool exploded")
 
+    def ask_app(self) -> Any:
+        """Calls the application (its pid is in the Vault) and waits for the answer."""
+        return legion.call(legion.vault.get("app"), "may I go?", timeout=30)
+
     def _private_helper(self) -> str:
         return "SECRET_IN_HELPER"
 

@@ -262,3 +262,26 @@ async def test_awaitable_twins_under_trio_and_asyncio(anyio_backend: str) -> Non
             assert await legion.acall(pid, "y") == "again"
         finally:
             await legion.astop(pid)
+
+
+def test_a_slow_sync_tool_does_not_block_the_agent() -> None:
+    from agents_for_tests import MathAgent
+
+    from legion.supervisor.terms import CallRequest
+
+    legion.vault.put("app", legion.self())
+    steps = [eval_and_continue("MathTool.ask_app()"), returns("first"), returns("second")]
+    with testing.ScriptedModel(steps) as model:
+        pid = legion.start_link(MathAgent)
+        try:
+            legion.cast(pid, "go")
+            request = legion.receive(
+                timeout=30, match=lambda m: isinstance(m, CallRequest) and m.request == "may I go?"
+            )
+            # the tool is blocked in its thread; the agent still answers
+            assert "MathTool.ask_app()" in legion.get_messages(pid)[-1]["content"]
+            legion.reply(request.from_, "go on")
+            assert legion.call(pid, "next") == "second"
+        finally:
+            legion.stop(pid)
+    assert "'go on'" in model.requests[1].last

@@ -159,3 +159,30 @@ def test_pipeline_halts_on_cancel_and_rejects_bad_steps() -> None:
     assert "never" not in calls
     with pytest.raises(TypeError, match="expected task to be a str or a function"):
         legion.pipeline([(WorkerAgent, 42)])
+
+
+@pytest.mark.parametrize("how", ["stop", "kill"])
+def test_sub_agents_end_with_their_parent(how: str) -> None:
+    import threading
+
+    worker_asked = threading.Event()
+
+    def answer(request: testing.Request) -> dict[str, object]:
+        if request.agent == "WorkerAgent":
+            worker_asked.set()
+            return returns("working")
+        return eval_and_complete("AgentTool.start_link('WorkerAgent', 'stay alive')")
+
+    with testing.FunctionModel(answer) as model:
+        pid = legion.start_link(OrchestratorAgent)
+        assert legion.call(pid, "go").startswith("WorkerAgent#")
+        assert worker_asked.wait(10)
+        worker = next(r for r in model.requests if r.agent == "WorkerAgent")
+        assert worker.extra["parent_run_id"] == model.requests[0].run_id
+        ref = legion.monitor(worker.extra["pid"])
+        if how == "stop":
+            legion.stop(pid)
+        else:
+            legion.exit(pid, "kill")
+        down = legion.receive(timeout=10, match=lambda m: isinstance(m, legion.Down))
+    assert down.ref == ref and down.pid == worker.extra["pid"]
