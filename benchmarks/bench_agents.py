@@ -104,8 +104,8 @@ def timed_turns(steps: list[dict[str, Any]], turns: int) -> float:
     return elapsed / turns
 
 
-def timed_execute(turns: int) -> float:
-    with testing.FunctionModel(lambda r: testing.returns("ok")):
+def timed_execute(turns: int, step: dict[str, Any] | None = None) -> float:
+    with testing.FunctionModel(lambda r: step or testing.returns("ok")):
         legion.execute(BenchAgent, "warm up")
         started = time.perf_counter()
         for _ in range(turns):
@@ -175,6 +175,7 @@ def main() -> None:
     per_return = statistics.median(r[0] for r in rounds)
     per_code = statistics.median(r[1] for r in rounds)
     per_execute = timed_execute(max(10, TURNS // 5))
+    per_execute_eval = timed_execute(max(10, TURNS // 10), testing.eval_and_complete("1 + 1"))
     smol = smolagents_figures(TURNS)
     ours_prompt = our_prompt()
 
@@ -199,6 +200,7 @@ def main() -> None:
         + (f"{1 / smol['code']:>12.0f} /s" if smol else "")
     )
     row("execute(): spawn agent + 1-step turn + stop", per_execute, None)
+    row("execute() with a code step (+ sandbox zygote)", per_execute_eval, None)
     ours_tokens = tokens(ours_prompt)
     theirs_tokens = tokens(smol["system_prompt"]) if smol else None
     print(
@@ -208,7 +210,8 @@ def main() -> None:
     print()
     print("legion: every step is a model request from the agent process to this one (runtime")
     print("call), and every code step a fresh forked, seccomp'd sandbox child; smolagents runs")
-    print("the model and the code in this one process (no isolation).")
+    print("the model and the code in this one process (no isolation). Each agent process")
+    print("starts its own sandbox zygote on its first evaluation (the last execute() row).")
     legion.shutdown()
 
 

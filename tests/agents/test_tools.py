@@ -186,3 +186,20 @@ def test_sub_agents_end_with_their_parent(how: str) -> None:
             legion.exit(pid, "kill")
         down = legion.receive(timeout=10, match=lambda m: isinstance(m, legion.Down))
     assert down.ref == ref and down.pid == worker.extra["pid"]
+
+
+def test_parallel_timeout_raises_and_stops_the_agents() -> None:
+    import threading
+
+    release = threading.Event()
+
+    def stuck(request: testing.Request) -> dict[str, object]:
+        release.wait(30)
+        return returns("late")
+
+    with testing.FunctionModel(stuck):
+        try:
+            with pytest.raises(legion.CallTimeout):
+                legion.parallel([(WorkerAgent, "a"), (WorkerAgent, "b")], timeout=0.5)
+        finally:
+            release.set()  # let the model thread go before it is closed
