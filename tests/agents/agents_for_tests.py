@@ -34,6 +34,10 @@ class MathTool(legion.Tool):
         """Calls the application (its pid is in the Vault) and waits for the answer."""
         return legion.call(legion.vault.get("app"), "may I go?", timeout=30)
 
+    def delegate(self, task: str) -> Any:
+        """Runs WorkerAgent on `task` from inside this (synchronous) tool."""
+        return legion.execute(WorkerAgent, task)
+
     def _private_helper(self) -> str:
         return "SECRET_IN_HELPER"
 

@@ -1,4 +1,5 @@
-"""The examples run offline (no API key: the labelled scripted model answers)."""
+"""The examples run offline (no API key: the labelled scripted model answers). Marked slow
+(a fresh interpreter and node each); `legion run` itself is tested in the default suite."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("script", "expected"),
     [

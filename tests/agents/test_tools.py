@@ -203,3 +203,13 @@ def test_parallel_timeout_raises_and_stops_the_agents() -> None:
                 legion.parallel([(WorkerAgent, "a"), (WorkerAgent, "b")], timeout=0.5)
         finally:
             release.set()  # let the model thread go before it is closed
+
+
+def test_a_sync_tool_can_run_a_sub_agent_with_the_plain_api() -> None:
+    def answer(request: testing.Request) -> dict[str, object]:
+        if request.agent == "WorkerAgent":
+            return returns(f"worker did {request.messages[-1]['content']}")
+        return eval_and_complete("MathTool.delegate('the dishes')")
+
+    with testing.FunctionModel(answer):
+        assert legion.execute(OrchestratorAgent, "x") == "worker did the dishes"
