@@ -283,12 +283,16 @@ class Agent(Server):
         raise ValueError(f"unknown agent request {op!r}")
 
     def terminate(self, reason: Any) -> Any:
-        for pid in self.children:
+        for pid in list(self.children):
             try:
                 api.unlink(pid)
                 api.stop(pid, "shutdown")
             except LegionError:
                 pass
+        runner = sys.modules.get("legion.sandbox.runner")
+        if runner is not None:  # stop this process's sandbox zygote now, not at EOF
+            runner.SPARES.clear()
+            runner.ZYGOTE.stop()
         return None
 
 

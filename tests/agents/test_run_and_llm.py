@@ -56,6 +56,7 @@ def test_provider_model_forms(given: str, expected: str) -> None:
     assert llm.to_litellm(given) == expected
 
 
+@pytest.mark.slow  # imports litellm in the test process (seconds)
 def test_litellm_adapter_extracts_the_object_and_records_usage(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
