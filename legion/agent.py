@@ -82,6 +82,7 @@ class Agent(Server):
                 f"agent {cls.__qualname__} must define a docstring: it is the agent's role in "
                 'the system prompt (class MyAgent(legion.Agent): """What this agent does.""")'
             )
+        _check_output_schema(cls)
         bad = [a for a in cls.action_types if a not in ACTIONS]
         if bad or not cls.action_types:
             raise TypeError(
@@ -317,6 +318,33 @@ def _off_loop(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 _CURRENT: Agent | None = None
 _INHERIT: dict[str, Any] = {}
+
+
+def _check_output_schema(cls: type[Agent]) -> None:
+    """A schema the model (and the local validation) could not use fails at class definition."""
+    schema = cls.__dict__.get("output_schema")
+    if schema is None:
+        return
+    if isinstance(schema, dict):
+        import jsonschema  # type: ignore[import-untyped]
+
+        try:
+            jsonschema.validators.validator_for(schema).check_schema(schema)
+        except jsonschema.SchemaError as exc:
+            raise TypeError(
+                f"agent {cls.__qualname__}: output_schema is not a valid JSON schema: "
+                f"{exc.message}"
+            ) from None
+        return
+    import msgspec
+
+    try:
+        msgspec.json.schema(schema)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"agent {cls.__qualname__}: output_schema must be a JSON-schema dict or a type "
+            f"msgspec can describe (Struct, dataclass, TypedDict...): {exc}"
+        ) from None
 
 
 def current() -> Agent | None:

@@ -301,6 +301,7 @@ def stop(dest: Dest, reason: Any = "normal", timeout: float | None = 5.0) -> Non
     A `Server` runs `terminate(reason)` first. Raises `NoProc` if `dest` is not alive,
     `CallTimeout` if it has not ended within `timeout`.
     """
+    AGENTS.discard(dest)
     _endpoint().stop(dest, reason, timeout)
 
 

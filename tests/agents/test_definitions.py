@@ -120,3 +120,19 @@ def test_import_legion_does_not_import_litellm() -> None:
     code = "import legion, sys; print('litellm' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_an_unusable_output_schema_is_refused_at_definition() -> None:
+    with pytest.raises(TypeError, match="not a valid JSON schema"):
+
+        class BadSchema(legion.Agent):
+            """Role."""
+
+            output_schema = {"type": "no-such-type"}
+
+    with pytest.raises(TypeError, match="msgspec can describe"):
+
+        class BadType(legion.Agent):
+            """Role."""
+
+            output_schema = object

@@ -213,3 +213,17 @@ def test_a_sync_tool_can_run_a_sub_agent_with_the_plain_api() -> None:
 
     with testing.FunctionModel(answer):
         assert legion.execute(OrchestratorAgent, "x") == "worker did the dishes"
+
+
+def test_sub_agents_inherit_configure_but_not_the_parents_start_options() -> None:
+    legion.configure(model="openai:from-configure")
+    try:
+        with _route("w", "AgentTool.call('WorkerAgent', 'job')") as model:
+            legion.execute(OrchestratorAgent, "x", model="openai:parent-only")
+    finally:
+        legion.config._GLOBAL.clear()
+    models = {r.agent: r.model for r in model.requests}
+    assert models == {
+        "OrchestratorAgent": "openai:parent-only",
+        "WorkerAgent": "openai:from-configure",
+    }
