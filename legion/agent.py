@@ -332,8 +332,7 @@ def _check_output_schema(cls: type[Agent]) -> None:
             jsonschema.validators.validator_for(schema).check_schema(schema)
         except jsonschema.SchemaError as exc:
             raise TypeError(
-                f"agent {cls.__qualname__}: output_schema is not a valid JSON schema: "
-                f"{exc.message}"
+                f"agent {cls.__qualname__}: output_schema is not a valid JSON schema: {exc.message}"
             ) from None
         return
     import msgspec

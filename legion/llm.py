@@ -132,7 +132,11 @@ async def _ask_litellm(
         messages=messages,
         response_format={
             "type": "json_schema",
-            "json_schema": {"name": "legion_action", "schema": schema, "strict": True},
+            "json_schema": {
+                "name": "legion_action",
+                "schema": schema,
+                "strict": strict_compatible(schema),
+            },
         },
         timeout=600.0 if math.isinf(timeout) else timeout,
     )
@@ -150,6 +154,20 @@ async def _ask_litellm(
     except Exception:  # unknown price: leave None rather than guess
         usage.cost = None
     return _extract(response), usage
+
+
+def strict_compatible(schema: Any) -> bool:
+    """OpenAI's strict mode needs every property of every object listed in `required`; an
+    `output_schema` with optional fields is sent non-strict (the agent validates `result`
+    itself and feeds a mismatch back, so nothing is lost but the provider's guarantee)."""
+    if isinstance(schema, dict):
+        props = schema.get("properties")
+        if isinstance(props, dict) and set(schema.get("required", ())) != set(props):
+            return False
+        return all(strict_compatible(v) for v in schema.values())
+    if isinstance(schema, list):
+        return all(strict_compatible(v) for v in schema)
+    return True
 
 
 def _extract(response: Any) -> Any:

@@ -101,3 +101,11 @@ def test_litellm_errors_become_llm_errors(monkeypatch: pytest.MonkeyPatch) -> No
 def test_real_calls_are_blocked_in_the_agent_process_too() -> None:
     with pytest.raises(llm.RealModelBlocked):
         trio.run(lambda: llm.generate_object("openai:x", [], {}, timeout=1.0, block_real=True))
+
+
+def test_strict_mode_only_when_every_property_is_required() -> None:
+    from legion.prompt import action_schema
+
+    assert llm.strict_compatible(action_schema(["return"], None))
+    optional = {"type": "object", "properties": {"a": {"type": "string"}}, "required": []}
+    assert not llm.strict_compatible(action_schema(["return"], optional))
