@@ -38,20 +38,31 @@ from legion.supervisor.api import (
     unregister,
     whereis,
 )
+from legion.supervisor.childspec import ChildSpec, SpecError, SupervisorSpec, child_spec
+from legion.supervisor.dynamic import DynamicSupervisor, DynamicSupervisorSpec
 from legion.supervisor.endpoint import InitError
 from legion.supervisor.errors import (
+    AlreadyPresent,
     AlreadyRegistered,
+    AlreadyStarted,
     CallingSelf,
     CallTimeout,
+    ChildNotFound,
+    ChildRestarting,
+    ChildRunning,
     LegionError,
+    MaxChildren,
     NodeUnavailable,
     NoProc,
     NotRegistered,
     ProcessExit,
     RegistryError,
     SpawnError,
+    StartChildError,
+    SupervisorError,
 )
 from legion.supervisor.server import Continue, Ignore, NoReply, Reply, Server, Stop
+from legion.supervisor.supervisor import ChildInfo, Supervisor
 from legion.supervisor.terms import (
     CallRequest,
     CastRequest,
@@ -67,19 +78,29 @@ from legion.supervisor.terms import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AlreadyPresent",
     "AlreadyRegistered",
+    "AlreadyStarted",
     "CallRequest",
     "CallTimeout",
     "CallingSelf",
     "CastRequest",
+    "ChildInfo",
+    "ChildNotFound",
+    "ChildRestarting",
+    "ChildRunning",
+    "ChildSpec",
     "Continue",
     "Crash",
     "Down",
+    "DynamicSupervisor",
+    "DynamicSupervisorSpec",
     "Exit",
     "From",
     "Ignore",
     "InitError",
     "LegionError",
+    "MaxChildren",
     "NoProc",
     "NoReply",
     "NodeUnavailable",
@@ -91,7 +112,12 @@ __all__ = [
     "Reply",
     "Server",
     "SpawnError",
+    "SpecError",
+    "StartChildError",
     "Stop",
+    "Supervisor",
+    "SupervisorError",
+    "SupervisorSpec",
     "Timeout",
     "acall",
     "alink",
@@ -107,6 +133,7 @@ __all__ = [
     "awhereis",
     "call",
     "cast",
+    "child_spec",
     "demonitor",
     "exit",
     "link",

@@ -102,6 +102,7 @@ class Spawn(_Frame):
     monitor: Ref | None
     name: str | None
     sync: bool
+    hosted: bool = False  # a node-hosted behaviour (a supervisor): runs as a task in the node
 
 
 class Send(_Frame):
