@@ -32,7 +32,7 @@ def switch() -> Iterator[str]:
         legion.unregister("fail-switch")
 
 
-# -- start -----------------------------------------------------------------------------------------
+# -- start ----------------------------------------------------------------------------------------
 
 
 def test_S1_empty_supervisor_starts_and_stops_on_shutdown(sups: Any) -> None:
@@ -125,7 +125,7 @@ def test_S18_significant_permanent_and_duplicate_ids_are_rejected() -> None:
         legion.child_spec(Worker, restart="permanent", significant=True)
     with pytest.raises(legion.SpecError, match="id: duplicate child id 'a'"):
         legion.SupervisorSpec(children=[worker("a"), worker("a")])
-    with pytest.raises(legion.SpecError, match="significant: .* auto_shutdown is 'never'"):
+    with pytest.raises(legion.SpecError, match=r"significant: .* auto_shutdown is 'never'"):
         legion.SupervisorSpec(children=[worker("a", restart="temporary", significant=True)])
     with pytest.raises(TypeError, match="top level"):
         legion.child_spec(lambda: None)
@@ -155,7 +155,7 @@ def test_S19_bad_flags_are_rejected(flags: dict[str, Any], message: str) -> None
         legion.start_link(Sup, flags)
 
 
-# -- stop ------------------------------------------------------------------------------------------
+# -- stop -----------------------------------------------------------------------------------------
 
 
 def test_S11_shutdown_infinity_waits_and_children_exit_with_shutdown(sups: Any) -> None:
@@ -205,7 +205,7 @@ def _stop_later(sup: legion.Pid) -> None:
     legion.stop(sup, "shutdown", timeout=10)
 
 
-# -- administration ----------------------------------------------------------------------------------
+# -- administration -------------------------------------------------------------------------------
 
 
 def test_S15_administration_contract(sups: Any) -> None:
@@ -260,7 +260,7 @@ REASONS = ["normal", "shutdown", ("shutdown", "done"), "abnormal"]
 
 @pytest.mark.parametrize("reason", REASONS)
 def test_S20_permanent_child_is_restarted_after_any_exit(sups: Any, reason: Any) -> None:
-    sup = sups.start([worker("a")])
+    sups.start([worker("a")])
     a = started("a")
     legion.call(a, ("die", reason))
     assert started("a") != a
@@ -320,11 +320,11 @@ def test_S24_failing_child_start_fails_start_link_with_failed_to_start_child() -
     assert nothing_pending(lambda m: isinstance(m, legion.Exit))
 
 
-# -- intensity ---------------------------------------------------------------------------------------
+# -- intensity ------------------------------------------------------------------------------------
 
 
 def test_S25_restarts_spaced_beyond_the_period_never_add_up(sups: Any) -> None:
-    sup = sups.start([worker("a")], max_restarts=1, max_seconds=0.3)
+    sups.start([worker("a")], max_restarts=1, max_seconds=0.3)
     a = started("a")
     for _ in range(3):
         time.sleep(0.35)  # the period itself is what is under test
@@ -359,7 +359,7 @@ def test_S27_a_child_whose_restart_keeps_failing_escalates(sups: Any, switch: st
     assert wait_down(a_ref).reason == "shutdown"
 
 
-# -- strategies --------------------------------------------------------------------------------------
+# -- strategies -----------------------------------------------------------------------------------
 
 
 def test_S28_one_for_one_restarts_only_the_dead_child(sups: Any) -> None:
@@ -483,7 +483,7 @@ def test_S41_a_child_whose_name_is_taken_gives_already_started(sups: Any) -> Non
 
 
 def test_S42_a_named_child_registers_again_after_restart(sups: Any) -> None:
-    sup = sups.start([worker("a", name="sup-named-a")])
+    sups.start([worker("a", name="sup-named-a")])
     a = started("a")
     assert legion.whereis("sup-named-a") == a
     legion.exit(a, "kill")

@@ -91,3 +91,9 @@ class Sup(legion.Supervisor):
 class Dyn(legion.DynamicSupervisor):
     def init(self, arg: Any) -> Any:
         return legion.DynamicSupervisorSpec(**(arg or {}))
+
+
+def echo_arg(arg: Any) -> None:
+    """Send ("arg", arg) to the last element of `arg` (or `arg` itself), then end."""
+    owner = arg[-1] if isinstance(arg, list) else arg
+    legion.send(owner, ("arg", arg))
