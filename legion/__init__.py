@@ -4,6 +4,7 @@ This module is the public face. The runtime lives in `legion.supervisor`, the sa
 `legion.sandbox` (imported on first use: `import legion.sandbox`).
 """
 
+from legion.supervisor import pg
 from legion.supervisor.api import (
     acall,
     alink,
@@ -70,6 +71,7 @@ from legion.supervisor.terms import (
     Down,
     Exit,
     From,
+    GroupChange,
     Pid,
     Ref,
     Timeout,
@@ -97,6 +99,7 @@ __all__ = [
     "DynamicSupervisorSpec",
     "Exit",
     "From",
+    "GroupChange",
     "Ignore",
     "InitError",
     "LegionError",
@@ -138,6 +141,7 @@ __all__ = [
     "exit",
     "link",
     "monitor",
+    "pg",
     "receive",
     "register",
     "reply",

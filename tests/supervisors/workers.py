@@ -97,3 +97,14 @@ def echo_arg(arg: Any) -> None:
     """Send ("arg", arg) to the last element of `arg` (or `arg` itself), then end."""
     owner = arg[-1] if isinstance(arg, list) else arg
     legion.send(owner, ("arg", arg))
+
+
+def pg_member(arg: Any) -> None:
+    """Join the groups in arg["groups"] (scope arg["scope"]), report, then wait for "stop"."""
+    for group in arg["groups"]:
+        legion.pg.join(group, legion.self(), scope=arg.get("scope", "pg"))
+    if arg.get("monitor") is not None:
+        legion.pg.monitor(arg["monitor"], scope=arg.get("scope", "pg"))
+    legion.send(arg["owner"], ("joined", legion.self()))
+    while legion.receive() != "stop":
+        pass
