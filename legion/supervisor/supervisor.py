@@ -241,6 +241,8 @@ class Engine:
             return await self.significant_ended(child)
         if restart == "transient" and is_shutdown_reason(reason):
             return await self.significant_ended(child)
+        if self.host.node.stopping:
+            return _CONTINUE  # the node is stopping: it will not spawn; the spec stays
         if not self.add_restart():
             await self.stop_all()
             return "shutdown"
@@ -253,6 +255,7 @@ class Engine:
         return _CONTINUE
 
     async def retry(self, keys: list[int]) -> Any:
+        await trio.lowlevel.checkpoint()  # a start that fails at once must not starve the node
         group = [self.children[k] for k in keys if k in self.children]
         if not any(c.restarting for c in group):
             return _CONTINUE
