@@ -9,15 +9,16 @@ long as the slowest one, not their sum.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import msgspec
 
+from .api import Dest
 from .childspec import ChildSpec, SpecError, spec_from_term, validate_flags
 from .errors import ChildNotFound, MaxChildren, SupervisorError
 from .hosted import Host
 from .server import Ignore
-from .supervisor import Engine, _start_error, admin, call_init
+from .supervisor import ChildInfo, Engine, _aadmin, _admin, _children, _start_error, call_init
 from .terms import Pid, crash_from_exception
 
 __all__ = ["DynamicSupervisor", "DynamicSupervisorSpec"]
@@ -130,23 +131,45 @@ class DynamicSupervisor:
         host.init_done(True)
         return await engine.loop()
 
-    start_child: ClassVar[Any]
-    astart_child: ClassVar[Any]
-    terminate_child: ClassVar[Any]
-    aterminate_child: ClassVar[Any]
-    which_children: ClassVar[Any]
-    awhich_children: ClassVar[Any]
-    count_children: ClassVar[Any]
-    acount_children: ClassVar[Any]
+    @staticmethod
+    def start_child(sup: Dest, spec: ChildSpec, *, timeout: float | None = None) -> Pid | None:
+        """Start a child: its pid, or None if its `init` returned `Ignore()`.
 
+        Raises `MaxChildren`, `StartChildError`, `AlreadyStarted` (its name is taken) or
+        `SpecError`.
+        """
+        pid: Pid | None = _admin(sup, timeout, "start_child", spec)
+        return pid
 
-def _pids(rows: list[Any]) -> list[Any]:
-    from .supervisor import _children
+    @staticmethod
+    async def astart_child(
+        sup: Dest, spec: ChildSpec, *, timeout: float | None = None
+    ) -> Pid | None:
+        pid: Pid | None = await _aadmin(sup, timeout, "start_child", spec)
+        return pid
 
-    return _children(rows)
+    @staticmethod
+    def terminate_child(sup: Dest, pid: Pid, *, timeout: float | None = None) -> None:
+        """Stop the child `pid` by its shutdown ladder and forget it. Raises `ChildNotFound`."""
+        _admin(sup, timeout, "terminate_child", pid)
 
+    @staticmethod
+    async def aterminate_child(sup: Dest, pid: Pid, *, timeout: float | None = None) -> None:
+        await _aadmin(sup, timeout, "terminate_child", pid)
 
-DynamicSupervisor.start_child, DynamicSupervisor.astart_child = admin("start_child")
-DynamicSupervisor.terminate_child, DynamicSupervisor.aterminate_child = admin("terminate_child")
-DynamicSupervisor.which_children, DynamicSupervisor.awhich_children = admin("which_children", _pids)
-DynamicSupervisor.count_children, DynamicSupervisor.acount_children = admin("count_children")
+    @staticmethod
+    def which_children(sup: Dest, *, timeout: float | None = None) -> list[ChildInfo]:
+        """Every child (ids are None)."""
+        return _children(_admin(sup, timeout, "which_children"))
+
+    @staticmethod
+    async def awhich_children(sup: Dest, *, timeout: float | None = None) -> list[ChildInfo]:
+        return _children(await _aadmin(sup, timeout, "which_children"))
+
+    @staticmethod
+    def count_children(sup: Dest, *, timeout: float | None = None) -> dict[str, int]:
+        return dict(_admin(sup, timeout, "count_children"))
+
+    @staticmethod
+    async def acount_children(sup: Dest, *, timeout: float | None = None) -> dict[str, int]:
+        return dict(await _aadmin(sup, timeout, "count_children"))

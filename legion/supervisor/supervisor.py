@@ -20,7 +20,7 @@ from __future__ import annotations
 import inspect
 import time
 from collections import deque
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, NamedTuple
 
 import msgspec
 import trio
@@ -484,22 +484,99 @@ class Supervisor:
         host.init_done(True)
         return await engine.loop()
 
-    # -- administration (calls to the supervisor) ------------------------------------------------
+    # -- administration: calls to the supervisor, with OTP's results as typed errors -------------
 
-    which_children: ClassVar[Any]
-    awhich_children: ClassVar[Any]
-    count_children: ClassVar[Any]
-    acount_children: ClassVar[Any]
-    start_child: ClassVar[Any]
-    astart_child: ClassVar[Any]
-    terminate_child: ClassVar[Any]
-    aterminate_child: ClassVar[Any]
-    restart_child: ClassVar[Any]
-    arestart_child: ClassVar[Any]
-    delete_child: ClassVar[Any]
-    adelete_child: ClassVar[Any]
-    get_childspec: ClassVar[Any]
-    aget_childspec: ClassVar[Any]
+    @staticmethod
+    def which_children(sup: Dest, *, timeout: float | None = None) -> list[ChildInfo]:
+        """Every child in start order: id, pid ("restarting" or None when not running), type."""
+        return _children(_admin(sup, timeout, "which_children"))
+
+    @staticmethod
+    async def awhich_children(sup: Dest, *, timeout: float | None = None) -> list[ChildInfo]:
+        return _children(await _aadmin(sup, timeout, "which_children"))
+
+    @staticmethod
+    def count_children(sup: Dest, *, timeout: float | None = None) -> dict[str, int]:
+        """{"specs", "active", "supervisors", "workers"}, as OTP's count_children."""
+        return dict(_admin(sup, timeout, "count_children"))
+
+    @staticmethod
+    async def acount_children(sup: Dest, *, timeout: float | None = None) -> dict[str, int]:
+        return dict(await _aadmin(sup, timeout, "count_children"))
+
+    @staticmethod
+    def start_child(sup: Dest, spec: ChildSpec, *, timeout: float | None = None) -> Pid | None:
+        """Add and start a child: its pid, or None if its `init` returned `Ignore()`.
+
+        Raises `AlreadyStarted`, `AlreadyPresent`, `StartChildError` or `SpecError`.
+        """
+        pid: Pid | None = _admin(sup, timeout, "start_child", spec)
+        return pid
+
+    @staticmethod
+    async def astart_child(
+        sup: Dest, spec: ChildSpec, *, timeout: float | None = None
+    ) -> Pid | None:
+        pid: Pid | None = await _aadmin(sup, timeout, "start_child", spec)
+        return pid
+
+    @staticmethod
+    def terminate_child(sup: Dest, id: Any, *, timeout: float | None = None) -> None:
+        """Stop the child by its shutdown ladder; its spec stays (unless temporary)."""
+        _admin(sup, timeout, "terminate_child", id)
+
+    @staticmethod
+    async def aterminate_child(
+        sup: Dest,
+        id: Any,
+        *,
+        timeout: float | None = None,
+    ) -> None:
+        await _aadmin(sup, timeout, "terminate_child", id)
+
+    @staticmethod
+    def restart_child(sup: Dest, id: Any, *, timeout: float | None = None) -> Pid | None:
+        """Start a stopped child again. Raises `ChildRunning`, `ChildRestarting`, ...."""
+        pid: Pid | None = _admin(sup, timeout, "restart_child", id)
+        return pid
+
+    @staticmethod
+    async def arestart_child(
+        sup: Dest,
+        id: Any,
+        *,
+        timeout: float | None = None,
+    ) -> Pid | None:
+        pid: Pid | None = await _aadmin(sup, timeout, "restart_child", id)
+        return pid
+
+    @staticmethod
+    def delete_child(sup: Dest, id: Any, *, timeout: float | None = None) -> None:
+        """Forget a stopped child's spec."""
+        _admin(sup, timeout, "delete_child", id)
+
+    @staticmethod
+    async def adelete_child(
+        sup: Dest,
+        id: Any,
+        *,
+        timeout: float | None = None,
+    ) -> None:
+        await _aadmin(sup, timeout, "delete_child", id)
+
+    @staticmethod
+    def get_childspec(sup: Dest, id: Any, *, timeout: float | None = None) -> ChildSpec:
+        """The child's full spec, by id (or by pid)."""
+        return _spec(_admin(sup, timeout, "get_childspec", id))
+
+    @staticmethod
+    async def aget_childspec(
+        sup: Dest,
+        id: Any,
+        *,
+        timeout: float | None = None,
+    ) -> ChildSpec:
+        return _spec(await _aadmin(sup, timeout, "get_childspec", id))
 
 
 _ERRORS: dict[str, type[SupervisorError]] = {
@@ -536,19 +613,12 @@ def _request(op: str, *args: Any) -> tuple[Any, ...]:
     return (_TAG, op, *args)
 
 
-def admin(op: str, convert: Any = None) -> tuple[Any, Any]:
-    """A sync admin function and its async twin, both calling the supervisor with `op`."""
+def _admin(sup: Dest, timeout: float | None, op: str, *args: Any) -> Any:
+    return unwrap(call(sup, _request(op, *args), timeout), sup, op)
 
-    def sync(sup: Dest, *args: Any, timeout: float | None = None) -> Any:
-        value = unwrap(call(sup, _request(op, *args), timeout), sup, op)
-        return convert(value) if convert is not None else value
 
-    async def async_(sup: Dest, *args: Any, timeout: float | None = None) -> Any:
-        value = unwrap(await acall(sup, _request(op, *args), timeout), sup, op)
-        return convert(value) if convert is not None else value
-
-    sync.__name__, async_.__name__ = op, f"a{op}"
-    return staticmethod(sync), staticmethod(async_)
+async def _aadmin(sup: Dest, timeout: float | None, op: str, *args: Any) -> Any:
+    return unwrap(await acall(sup, _request(op, *args), timeout), sup, op)
 
 
 def _children(rows: list[Any]) -> list[ChildInfo]:
@@ -557,16 +627,3 @@ def _children(rows: list[Any]) -> list[ChildInfo]:
 
 def _spec(value: Any) -> ChildSpec:
     return msgspec.convert(value, ChildSpec)
-
-
-def _start_arg(spec: ChildSpec) -> ChildSpec:
-    return spec
-
-
-Supervisor.which_children, Supervisor.awhich_children = admin("which_children", _children)
-Supervisor.count_children, Supervisor.acount_children = admin("count_children")
-Supervisor.start_child, Supervisor.astart_child = admin("start_child")
-Supervisor.terminate_child, Supervisor.aterminate_child = admin("terminate_child")
-Supervisor.restart_child, Supervisor.arestart_child = admin("restart_child")
-Supervisor.delete_child, Supervisor.adelete_child = admin("delete_child")
-Supervisor.get_childspec, Supervisor.aget_childspec = admin("get_childspec", _spec)

@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 import pytest
-from sup_helpers import started, wait_down, wait_exit, worker
+from sup_helpers import kill_and_wait, started, wait_down, wait_exit, worker
 from workers import Dyn, stubborn
 
 import legion
@@ -76,6 +76,41 @@ def test_dynamic_children_restart_by_type_and_terminate_by_pid(sups: Any) -> Non
         D.terminate_child(sup, temp)
     D.terminate_child(sup, new)
     assert D.which_children(sup) == []
+
+
+def test_S33_a_restarted_dynamic_child_whose_init_ignores_is_dropped(sups: Any) -> None:
+    sup = sups.start(cls=D)
+    legion.register("dyn-ignore-switch")
+    try:
+        pid = D.start_child(sup, worker("a", ignore_if="nobody-has-this-name"))
+        other = D.start_child(sup, worker("b", ignore_if="dyn-ignore-switch"))
+        assert other is None  # ignored at start: not kept either
+        started("a")
+        assert [c.pid for c in D.which_children(sup)] == [pid]
+    finally:
+        legion.unregister("dyn-ignore-switch")
+    sup2 = sups.start(cls=D)
+    pid = D.start_child(sup2, worker("c", ignore_if="dyn-ignore-switch"))
+    started("c")
+    legion.register("dyn-ignore-switch")
+    try:
+        kill_and_wait(pid)
+        assert D.which_children(sup2) == []
+    finally:
+        legion.unregister("dyn-ignore-switch")
+
+
+@pytest.mark.slow
+def test_S37_S39_count_children_with_1000_dynamic_children(sups: Any) -> None:
+    sup = sups.start(cls=D)
+    for i in range(1000):
+        D.start_child(sup, legion.child_spec(stubborn, None, id=i, shutdown="brutal_kill"))
+    assert D.count_children(sup) == {
+        "specs": 1000, "active": 1000, "supervisors": 0, "workers": 1000,
+    }  # fmt: skip
+    t0 = time.monotonic()
+    legion.stop(sup, "shutdown", timeout=60)
+    assert time.monotonic() - t0 < 30
 
 
 def test_S13_S12_dynamic_brutal_kill_and_timeout_kill(sups: Any) -> None:

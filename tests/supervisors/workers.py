@@ -29,6 +29,8 @@ class Worker(legion.Server):
             raise ValueError("start failed: the switch is on")
         if arg.get("fail") == "ignore":
             return legion.Ignore()
+        if arg.get("ignore_if") and legion.whereis(arg["ignore_if"]) is not None:
+            return legion.Ignore()
         if self.owner is not None:
             legion.send(self.owner, ("started", self.tag, legion.self()))
         return None
