@@ -55,6 +55,8 @@ class Client(Endpoint):
         self._wakers: set[Callable[[], None]] = set()
         self._reading = False
         self._gone: str | None = None
+        self._poller = select.poll()  # used only by the thread that holds the reader role
+        self._poller.register(self._fd, select.POLLIN)
 
     # -- connection ------------------------------------------------------------------------------
 
@@ -127,8 +129,7 @@ class Client(Endpoint):
     # -- waiting ---------------------------------------------------------------------------------
 
     def _wait(self, ready: Callable[[], bool], deadline: float) -> bool:
-        poller = select.poll()
-        poller.register(self._fd, select.POLLIN)
+        poller = self._poller
         while True:
             with self._cond:
                 if ready():
