@@ -63,17 +63,11 @@ class Client(Endpoint):
     def _write(self, data: bytes) -> None:
         if self._gone is not None:
             raise NodeUnavailable(self._gone)
-        view = memoryview(data)
-        with self._send_lock:
-            while view:
-                try:
-                    sent = self._sock.send(view)
-                except BlockingIOError:
-                    select.select([], [self._fd], [])
-                    continue
-                except OSError as exc:
-                    raise NodeUnavailable(f"the node connection is closed ({exc})") from None
-                view = view[sent:]
+        try:
+            with self._send_lock:
+                wire.send_all(self._sock, data)
+        except OSError as exc:
+            raise NodeUnavailable(f"the node connection is closed ({exc})") from None
 
     def _pump(self) -> None:
         """Read what is there without blocking (the reader only) and file it."""

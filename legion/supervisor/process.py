@@ -74,17 +74,11 @@ class Worker(Endpoint):
     # -- the connection --------------------------------------------------------------------------
 
     def _write(self, data: bytes) -> None:
-        view = memoryview(data)
-        with self._write_lock:
-            while view:
-                try:
-                    sent = self._sock.send(view)
-                except BlockingIOError:
-                    select.select([], [self._fd], [])
-                    continue
-                except OSError:
-                    node_gone()
-                view = view[sent:]
+        try:
+            with self._write_lock:
+                wire.send_all(self._sock, data)
+        except OSError:
+            node_gone()
 
     def pump(self) -> None:
         """Read whatever the node sent, without blocking, and file it."""
