@@ -4,7 +4,8 @@
 
 Figures (targets from DESIGN.md §6):
   spawn to first reply p50/p99 (≤ 10 ms p50)   vs os.fork+pipe, multiprocessing spawn and forkserver
-  call round trip app→process→app (≤ 250 µs)  vs a raw pipe ping-pong, multiprocessing Pipe
+  call round trip app→process→app (≤ 250 µs)  vs a raw pipe ping-pong, a raw relay through a third
+                                               process (a call's topology), multiprocessing Pipe
   one-way messages/s between two processes     vs os.fork+pipe, multiprocessing Pipe (≥ 50 k/s)
   USS of an idle process (≤ 8 MiB)             vs os.fork child, multiprocessing spawn/forkserver
   1,000 idle processes alive at once, and the memory they took
@@ -124,6 +125,55 @@ def fork_pipe_rtt(n: int) -> list[float]:
     return times
 
 
+def fork_relay_rtt(n: int) -> list[float]:
+    """The same topology as a call, in raw Python: app -> relay -> echo -> relay -> app, pipes."""
+    to_relay_r, to_relay_w = os.pipe()
+    to_app_r, to_app_w = os.pipe()
+    to_echo_r, to_echo_w = os.pipe()
+    from_echo_r, from_echo_w = os.pipe()
+    echo = os.fork()
+    if echo == 0:
+        while True:
+            data = os.read(to_echo_r, 64)
+            if not data or data == b"q":
+                os._exit(0)
+            os.write(from_echo_w, data)
+    relay = os.fork()
+    if relay == 0:
+        import select
+
+        while True:
+            readable, _, _ = select.select([to_relay_r, from_echo_r], [], [])
+            if to_relay_r in readable:
+                data = os.read(to_relay_r, 64)
+                os.write(to_echo_w, data)
+                if data == b"q":
+                    os._exit(0)
+            if from_echo_r in readable:
+                os.write(to_app_w, os.read(from_echo_r, 64))
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        os.write(to_relay_w, b"ping-ping-ping-ping")
+        os.read(to_app_r, 64)
+        times.append(time.perf_counter() - t)
+    os.write(to_relay_w, b"q")
+    os.waitpid(relay, 0)
+    os.waitpid(echo, 0)
+    for fd in (
+        to_relay_r,
+        to_relay_w,
+        to_app_r,
+        to_app_w,
+        to_echo_r,
+        to_echo_w,
+        from_echo_r,
+        from_echo_w,
+    ):
+        os.close(fd)
+    return times
+
+
 def fork_pipe_throughput(n: int) -> float:
     r, w = os.pipe()
     done_r, done_w = os.pipe()
@@ -236,24 +286,29 @@ def main() -> None:
         },
     )
 
-    # call round trip
+    # call round trip, in rounds that alternate with the baselines (the VM's idle states
+    # make cross-process wake-ups cost 5-80 µs depending on load, so compare like with like)
     pid = legion.spawn(Echo)
     for _ in range(200):
         legion.call(pid, "warm")
-    rtts = []
-    for _ in range(N_RTT):
-        t = time.perf_counter()
-        legion.call(pid, "ping")
-        rtts.append(time.perf_counter() - t)
-    raw = fork_pipe_rtt(N_RTT)
     ctx = mp.get_context("forkserver")
     _, proc, conn = mp_spawn_and_reply(ctx)
-    mp_rtts = []
-    for _ in range(N_RTT):
-        t = time.perf_counter()
-        conn.send("ping")
-        conn.recv()
-        mp_rtts.append(time.perf_counter() - t)
+    rtts: list[float] = []
+    raw: list[float] = []
+    relay: list[float] = []
+    mp_rtts: list[float] = []
+    for _ in range(5):
+        for _ in range(N_RTT // 5):
+            t = time.perf_counter()
+            legion.call(pid, "ping")
+            rtts.append(time.perf_counter() - t)
+        raw += fork_pipe_rtt(N_RTT // 5)
+        relay += fork_relay_rtt(N_RTT // 5)
+        for _ in range(N_RTT // 5):
+            t = time.perf_counter()
+            conn.send("ping")
+            conn.recv()
+            mp_rtts.append(time.perf_counter() - t)
     conn.send(None)
     proc.join()
     conn.close()
@@ -262,14 +317,18 @@ def main() -> None:
         "call round trip p50 (µs)",
         p(rtts, 0.5) * us,
         "",
-        {"raw pipe ping-pong": p(raw, 0.5) * us, "mp Pipe (forkserver)": p(mp_rtts, 0.5) * us},
+        {
+            "raw pipe ping-pong": p(raw, 0.5) * us,
+            "raw relay app->relay->echo (same topology)": p(relay, 0.5) * us,
+            "mp Pipe (forkserver)": p(mp_rtts, 0.5) * us,
+        },
         "≤ 250 µs",
     )
     row(
         "call round trip p99 (µs)",
         p(rtts, 0.99) * us,
         "",
-        {"raw pipe ping-pong": p(raw, 0.99) * us},
+        {"raw pipe ping-pong": p(raw, 0.99) * us, "raw relay": p(relay, 0.99) * us},
     )
 
     # one-way throughput between two processes

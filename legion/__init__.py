@@ -7,6 +7,7 @@ This module is the public face. The runtime lives in `legion.supervisor`, the sa
 from legion.supervisor import pg
 from legion.supervisor.api import (
     acall,
+    acode_change,
     alink,
     areceive,
     aregister,
@@ -20,6 +21,7 @@ from legion.supervisor.api import (
     awhereis,
     call,
     cast,
+    code_change,
     demonitor,
     exit,
     link,
@@ -61,6 +63,7 @@ from legion.supervisor.errors import (
     SpawnError,
     StartChildError,
     SupervisorError,
+    UpgradeError,
 )
 from legion.supervisor.server import Continue, Ignore, NoReply, Reply, Server, Stop
 from legion.supervisor.supervisor import ChildInfo, Supervisor
@@ -122,7 +125,9 @@ __all__ = [
     "SupervisorError",
     "SupervisorSpec",
     "Timeout",
+    "UpgradeError",
     "acall",
+    "acode_change",
     "alink",
     "areceive",
     "aregister",
@@ -137,6 +142,7 @@ __all__ = [
     "call",
     "cast",
     "child_spec",
+    "code_change",
     "demonitor",
     "exit",
     "link",

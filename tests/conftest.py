@@ -10,7 +10,7 @@ import pytest
 
 # Long-lived infrastructure a test may leave running: the embedded node and its zygote, and the
 # sandbox's zygote with the spare children it keeps ready (legion.sandbox.runner.held()).
-_INFRA = ("legion.supervisor.node", "legion.supervisor.zygote")
+_INFRA = ("legion.supervisor.node", "legion.supervisor.zygote", "legion.sandbox.zygote")
 
 
 def _infra_root(proc: psutil.Process) -> bool:

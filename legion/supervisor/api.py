@@ -13,7 +13,8 @@ from typing import Any
 
 from . import client, process
 from .endpoint import Endpoint
-from .terms import From, Pid, Ref
+from .errors import UpgradeError
+from .terms import CodeChange, From, Pid, Ref
 
 Dest = Pid | str
 
@@ -244,6 +245,32 @@ def stop(dest: Dest, reason: Any = "normal", timeout: float | None = 5.0) -> Non
 
 async def astop(dest: Dest, reason: Any = "normal", timeout: float | None = 5.0) -> None:
     await _endpoint().astop(dest, reason, timeout)
+
+
+def code_change(
+    dest: Dest, extra: Any = None, *, reload: bool = False, timeout: float | None = 5.0
+) -> Any:
+    """Upgrade a running server: optionally reload its module, then run its `code_change`.
+
+    With `reload=True` the server's module is re-imported inside that process and the live
+    object switches to the new class (state on `self` is kept). `Server.code_change(old_vsn,
+    extra)` then migrates the state, between two messages. Returns the new `vsn`; raises
+    `UpgradeError` (the server keeps running the old code) if the reload or migration fails.
+    """
+    return _upgrade_result(dest, _endpoint().call(dest, CodeChange(extra, reload), timeout))
+
+
+async def acode_change(
+    dest: Dest, extra: Any = None, *, reload: bool = False, timeout: float | None = 5.0
+) -> Any:
+    return _upgrade_result(dest, await _endpoint().acall(dest, CodeChange(extra, reload), timeout))
+
+
+def _upgrade_result(dest: Dest, result: Any) -> Any:
+    status, value = result
+    if status != "ok":
+        raise UpgradeError(f"code_change of {dest!r} failed: {value}", value)
+    return value
 
 
 def shutdown(timeout: float = 30.0) -> None:

@@ -25,6 +25,7 @@ __all__ = [
     "SpawnError",
     "StartChildError",
     "SupervisorError",
+    "UpgradeError",
 ]
 
 
@@ -148,3 +149,11 @@ class StartChildError(SupervisorError):
     """The child's start failed; `value` is the reason (a `Crash` for an exception in `init`)."""
 
     reason = "start_failed"
+
+
+class UpgradeError(LegionError):
+    """`code_change` failed; the server carries on with its old code and state."""
+
+    def __init__(self, message: str, reason: Any = None) -> None:
+        self.reason = reason
+        super().__init__(message)

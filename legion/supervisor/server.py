@@ -21,12 +21,13 @@ an exit signal. It does not run when the process is killed or dies of an untrapp
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import wire
 from .process import SystemStop, Worker, call_maybe_async, reason_of
-from .terms import CallRequest, CastRequest, Exit, From, Timeout
+from .terms import CallRequest, CastRequest, CodeChange, Exit, From, Timeout
 
 if TYPE_CHECKING:
     from .wire import Boot
@@ -81,6 +82,9 @@ class Server:
     idle_timeout: float | None = None
     """Default idle timeout applied after every callback that does not set one itself."""
 
+    vsn: Any = None
+    """The version of this code, passed to `code_change` as `old_vsn` after an upgrade."""
+
     def init(self, arg: Any) -> Any:
         return None
 
@@ -104,6 +108,14 @@ class Server:
         )
 
     def terminate(self, reason: Any) -> Any:
+        return None
+
+    def code_change(self, old_vsn: Any, extra: Any) -> Any:
+        """Migrate the state on `self` after an upgrade (`legion.code_change`).
+
+        It runs between two messages, so no call sees a half-migrated state. If it raises, the
+        upgrade is undone (the old class is put back) and the server carries on.
+        """
         return None
 
 
@@ -177,6 +189,9 @@ async def _loop(worker: Worker, server: Server, steer: _Steer) -> Any:
 
 async def _handle(worker: Worker, server: Server, message: Any, node_pid: Any) -> _Steer:
     if type(message) is CallRequest:
+        if type(message.request) is CodeChange:
+            worker.reply(message.from_, await _code_change(server, message.request))
+            return _steer(server, None)
         result = await call_maybe_async(server.handle_call, message.request, message.from_)
         if isinstance(result, Reply):
             worker.reply(message.from_, result.value)
@@ -198,6 +213,41 @@ async def _handle(worker: Worker, server: Server, message: Any, node_pid: Any) -
     ):
         return _Steer(None, _UNSET, message.reason)
     return _steer(server, await call_maybe_async(server.handle_info, message))
+
+
+async def _code_change(server: Server, request: CodeChange) -> Any:
+    """Swap in the reloaded class (if asked) and migrate the state; undo it all on failure."""
+    old_cls = type(server)
+    try:
+        if request.reload:
+            module = sys.modules[old_cls.__module__]
+            if module.__name__ in ("__main__", "__mp_main__"):
+                raise TypeError("a class defined in the main script cannot be reloaded")
+            new_cls: Any = _reload_from_source(module)
+            for part in old_cls.__qualname__.split("."):
+                new_cls = getattr(new_cls, part)
+            server.__class__ = new_cls
+        await call_maybe_async(server.code_change, old_cls.vsn, request.extra)
+    except BaseException as exc:
+        server.__class__ = old_cls
+        return ["error", reason_of(exc)]
+    return ["ok", type(server).vsn]
+
+
+def _reload_from_source(module: Any) -> Any:
+    """Re-execute a module from its source text, never from cached bytecode.
+
+    A rewrite within the same second and of the same size can leave a stale .pyc that
+    `importlib.reload` would trust; compiling the source first also stops at a syntax error
+    before anything in the module changes.
+    """
+    path = getattr(module, "__file__", None)
+    if path is None:
+        raise TypeError(f"module {module.__name__} has no source file to reload")
+    with open(path, encoding="utf-8") as f:
+        code = compile(f.read(), path, "exec")
+    exec(code, module.__dict__)
+    return module
 
 
 async def _terminate(server: Server, reason: Any) -> Any:

@@ -34,32 +34,46 @@ class Value:
 
     Subclasses are carried on the wire as msgpack extension types (see `wire.py`), so they keep
     their type inside any message: a `Pid` inside a list inside a dict comes back as a `Pid`.
+    Pids and refs key the node's tables and every pending call, so equality and hashing work on
+    a tuple built once (`_key`) and a hash computed once.
     """
 
-    __slots__: tuple[str, ...] = ()
+    __slots__: tuple[str, ...] = ("_hash", "_key")
+    _fields: tuple[str, ...] = ()
+    _key: tuple[Any, ...]
+    _hash: int | None
+
+    def __init_subclass__(cls) -> None:
+        cls._fields = tuple(name for name in cls.__dict__.get("__slots__", ()))
 
     def __init__(self, *values: Any) -> None:
-        for name, value in zip(self.__slots__, values, strict=True):
+        for name, value in zip(self._fields, values, strict=True):
             object.__setattr__(self, name, value)
+        object.__setattr__(self, "_key", values)
+        object.__setattr__(self, "_hash", None)
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"{type(self).__name__} is immutable")
 
     def fields(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, name) for name in self.__slots__)
+        return self._key
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and self.fields() == other.fields()  # type: ignore[attr-defined]
+        return type(other) is type(self) and self._key == other._key  # type: ignore[attr-defined]
 
     def __hash__(self) -> int:
-        return hash((type(self).__name__, *self.fields()))
+        cached = self._hash
+        if cached is None:
+            cached = hash((type(self).__name__, *self._key))
+            object.__setattr__(self, "_hash", cached)
+        return cached
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        args = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._fields)
         return f"{type(self).__name__}({args})"
 
     def __reduce__(self) -> tuple[type[Value], tuple[Any, ...]]:
-        return (type(self), self.fields())
+        return (type(self), self._key)
 
 
 class Pid(Value):
@@ -227,6 +241,18 @@ class GroupChange(Value):
         super().__init__(ref, kind, normalize_reason(group), list(pids))
 
 
+class CodeChange(Value):
+    """The system request `legion.code_change` sends a server (see `Server.code_change`)."""
+
+    __slots__ = ("extra", "reload")
+    __match_args__ = ("extra", "reload")
+    extra: Any
+    reload: bool
+
+    def __init__(self, extra: Any, reload: bool) -> None:
+        super().__init__(extra, reload)
+
+
 class _TimeoutType(Value):
     __slots__ = ()
 
@@ -238,6 +264,7 @@ Timeout: Final = _TimeoutType()
 """The message a `Server` receives in `handle_info` when its idle timeout expires."""
 
 VALUE_TYPES: tuple[type[Value], ...] = (
-    Pid, Ref, Crash, From, Exit, Down, CallRequest, CastRequest, _TimeoutType, GroupChange,
+    Pid, Ref, Crash, From, Exit, Down, CallRequest, CastRequest, _TimeoutType, CodeChange,
+    GroupChange,
 )  # fmt: skip
 """Extension-type codes on the wire are 1 + the index in this tuple: never reorder it."""
