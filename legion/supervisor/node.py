@@ -841,6 +841,21 @@ def _raise_fd_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
+def _refuse_the_api_here() -> None:
+    """Hosted code (a `Supervisor.init`) runs in this process, which has no connection of its
+    own: make the process API fail loudly here rather than start a second node."""
+    from . import client
+    from .errors import LegionError
+
+    def refuse() -> client.Client:
+        raise LegionError(
+            "the legion process API is not available in a Supervisor's init: it runs inside the "
+            "node controller; return child specs from init and do the work in the children"
+        )
+
+    client.get = refuse
+
+
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
@@ -850,6 +865,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="legion node: %(message)s")
     _raise_fd_limit()
+    _refuse_the_api_here()
     if args.embedded_fd is not None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         trio.run(run_embedded, args.embedded_fd)

@@ -69,6 +69,11 @@ def test_S6_bad_init_fails_start_link_without_stray_exit(arg: str) -> None:
     assert nothing_pending(lambda m: isinstance(m, legion.Exit))
 
 
+def test_the_process_api_fails_loudly_in_a_supervisor_init_which_runs_in_the_node() -> None:
+    with pytest.raises(legion.InitError, match="not available in a Supervisor's init"):
+        legion.start_link(Sup, "use-the-api")
+
+
 def test_S7_child_start_error_is_returned_and_no_spec_kept(sups: Any) -> None:
     sup = sups.start()
     with pytest.raises(legion.StartChildError) as info:

@@ -87,6 +87,8 @@ class Sup(legion.Supervisor):
             return 42
         if arg == "raise":
             raise RuntimeError("init raised on purpose")
+        if arg == "use-the-api":
+            legion.self()
         return arg  # a dict of SupervisorSpec fields (children arrive as dicts)
 
 
