@@ -757,8 +757,9 @@ class Node:
         """Stop every process: `shutdown` signals, a grace period, SIGKILL; then the zygote."""
         self.stopping = True
         for proc in list(self.procs.values()):
-            if not proc.is_app and proc.supervisor is None:  # supervisors stop their own, in order
-                self.deliver_exit(proc, self.pid, "shutdown")
+            if proc.is_app or proc.supervisor in self.procs:
+                continue  # a live supervisor stops its own children, in order
+            self.deliver_exit(proc, self.pid, "shutdown")
         self.flush()
         self._check_all_gone()
         with trio.move_on_after(_SHUTDOWN_GRACE):
