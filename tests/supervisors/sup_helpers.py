@@ -37,6 +37,14 @@ def started(tag: Any, timeout: float = 10) -> legion.Pid:
     return pid
 
 
+def next_started(timeout: float = 10) -> tuple[Any, legion.Pid]:
+    """The next ("started", tag, pid) any worker sent, in arrival order: (tag, pid)."""
+    msg = legion.receive(
+        timeout=timeout, match=lambda m: isinstance(m, list) and m[:1] == ["started"]
+    )
+    return msg[1], msg[2]
+
+
 def terminated(timeout: float = 10) -> tuple[Any, legion.Pid, Any]:
     """The next ("terminated", tag, pid, reason) a trapping worker sent from `terminate`."""
     msg = legion.receive(

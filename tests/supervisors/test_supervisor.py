@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from sup_helpers import (
     kill_and_wait,
+    next_started,
     nothing_pending,
     pids,
     started,
@@ -377,15 +378,17 @@ def test_S28_one_for_one_restarts_only_the_dead_child(sups: Any) -> None:
     assert after["b"] == after_b != before["b"]
 
 
-def test_S29_one_for_all_restarts_every_child(sups: Any) -> None:
-    sup = sups.start([worker("a"), worker("b"), worker("c")], strategy="one_for_all")
-    before = pids(sup)
-    for tag in "abc":
-        started(tag)
+def test_S29_one_for_all_stops_the_others_in_reverse_and_restarts_all_in_order(
+    sups: Any,
+) -> None:
+    sup = sups.start([worker(t, trap=True) for t in "abc"], strategy="one_for_all")
+    before = dict(next_started() for _ in range(3))
     legion.exit(before["b"], "kill")
-    for tag in "abc":
-        started(tag)
+    assert [terminated()[0] for _ in range(2)] == ["c", "a"]
+    again = [next_started() for _ in range(3)]
+    assert [tag for tag, _ in again] == ["a", "b", "c"]
     after = pids(sup)
+    assert after == dict(again)
     assert not set(after.values()) & set(before.values())
 
 
@@ -393,15 +396,15 @@ def test_S30_S34_rest_for_one_stops_later_children_in_reverse_and_restarts_in_or
     sups: Any,
 ) -> None:
     sup = sups.start([worker(t, trap=True) for t in "abcd"], strategy="rest_for_one")
-    order = [started(t) for t in "abcd"]
-    legion.exit(order[1], "kill")
-    assert [terminated()[0] for _ in range(2)] == ["d", "c"]
-    assert [started(t) for t in "bcd"]  # in start order
-    assert pids(sup)["a"] == order[0]
-    msgs = []
+    first = [next_started() for _ in range(4)]
+    assert [tag for tag, _ in first] == ["a", "b", "c", "d"]  # started in list order
+    legion.exit(first[1][1], "kill")
+    assert [terminated()[0] for _ in range(2)] == ["d", "c"]  # later ones stop in reverse
+    again = [next_started() for _ in range(3)]
+    assert [tag for tag, _ in again] == ["b", "c", "d"]  # and restart in order
+    assert pids(sup) == {"a": first[0][1], **dict(again)}
     legion.stop(sup, "shutdown")
-    msgs = [terminated()[0] for _ in range(4)]
-    assert msgs == ["d", "c", "b", "a"]
+    assert [terminated()[0] for _ in range(4)] == ["d", "c", "b", "a"]
 
 
 def test_S31_group_restart_with_a_failing_later_child_is_retried(sups: Any, switch: str) -> None:
