@@ -79,3 +79,12 @@ def worker(tag: Any, **opts: Any) -> legion.ChildSpec:
     }
     arg.update(opts)
     return legion.child_spec(Worker, arg, id=tag, **spec_opts)
+
+
+def until(condition: Any, timeout: float = 10) -> None:
+    """Poll `condition()` (each poll is a call to a supervisor, so no sleep) until it holds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
