@@ -67,6 +67,12 @@ class DynamicEngine(Engine):
         self.max_children = spec.max_children
         self.extra = list(spec.extra_arguments)
 
+    def upgrade(self, result: Any) -> None:
+        """New flags apply to the children started from now on; running children stay."""
+        spec = _dyn_spec(result)
+        self.max_restarts, self.max_seconds = spec.max_restarts, spec.max_seconds
+        self.max_children, self.extra = spec.max_children, list(spec.extra_arguments)
+
     def spec_arg(self, spec: ChildSpec) -> tuple[Any, bool]:
         if self.extra:
             return [*self.extra, spec.arg], True
@@ -118,7 +124,8 @@ class DynamicSupervisor:
     @staticmethod
     async def _legion_host(host: Host, cls: type[DynamicSupervisor], arg: Any) -> Any:
         try:
-            result = await call_init(cls(), arg)
+            behaviour = cls()
+            result = await call_init(behaviour, arg)
             if isinstance(result, Ignore):
                 host.init_done(False, True)
                 return "normal"
@@ -128,6 +135,7 @@ class DynamicSupervisor:
             host.init_done(False, False, reason)
             return reason
         engine = DynamicEngine(host, spec)
+        engine.behaviour, engine.start_arg = behaviour, arg
         host.init_done(True)
         return await engine.loop()
 

@@ -41,7 +41,7 @@ from .errors import (
 )
 from .hosted import Host
 from .server import Ignore
-from .terms import Crash, Pid, crash_from_exception, normalize_reason
+from .terms import CodeChange, Crash, Pid, crash_from_exception, normalize_reason
 
 __all__ = ["ChildInfo", "Supervisor"]
 
@@ -296,8 +296,10 @@ class Engine:
             request = normalize_reason(wire.decode_term(msg.payload))
         except Exception as exc:
             request = exc
-        if not (isinstance(request, tuple) and len(request) >= 2 and request[0] == _TAG):
-            answer: Any = ("error", "bad_request", f"a supervisor does not understand {request!r}")
+        if type(request) is CodeChange:
+            answer: Any = await self.code_change(request)
+        elif not (isinstance(request, tuple) and len(request) >= 2 and request[0] == _TAG):
+            answer = ("error", "bad_request", f"a supervisor does not understand {request!r}")
         else:
             handler = getattr(self, f"op_{request[1]}", None)
             if handler is None:
@@ -310,6 +312,27 @@ class Engine:
                 except (SpecError, TypeError) as exc:
                     answer = ("error", "bad_spec", str(exc))
         self.host.reply(msg.caller, msg.ref, answer)
+
+    # -- upgrade ---------------------------------------------------------------------------------
+
+    behaviour: Any = None
+    start_arg: Any = None
+
+    async def code_change(self, request: CodeChange) -> list[Any]:
+        """`legion.code_change(sup)`: run `init` again with the start argument and apply what it
+        returns (`upgrade`). Children are not restarted. On a bad return nothing changes."""
+        if request.reload:
+            return ["error", "a supervisor cannot reload its module; upgrade its children"]
+        try:
+            result = await call_init(self.behaviour, self.start_arg)
+            if not isinstance(result, Ignore):
+                self.upgrade(result)
+        except Exception as exc:
+            return ["error", crash_from_exception(exc)]
+        return ["ok", getattr(self.behaviour, "vsn", None)]
+
+    def upgrade(self, result: Any) -> None:
+        raise NotImplementedError
 
     # -- administration --------------------------------------------------------------------------
 
@@ -365,6 +388,23 @@ class StaticEngine(Engine):
             await self.stop_all()
             return ("shutdown", ("failed_to_start_child", spec.id, result.error))
         return None
+
+    def upgrade(self, result: Any) -> None:
+        """OTP's rules: new flags apply; a changed spec replaces the old one (the running child
+        is kept); a new spec is added but not started; a spec `init` no longer returns stays."""
+        spec = sup_spec_from_term(result)
+        for new in spec.children:
+            if new.significant and spec.auto_shutdown == "never":
+                raise SpecError(f"significant: child {new.id!r} needs auto_shutdown")
+        self.strategy, self.auto_shutdown = spec.strategy, spec.auto_shutdown
+        self.max_restarts, self.max_seconds = spec.max_restarts, spec.max_seconds
+        for new in spec.children:
+            for child in self.children.values():
+                if same_id(child.spec.id, new.id):
+                    child.spec = new
+                    break
+            else:
+                self.add(new, None)
 
     def group_for(self, child: _Child) -> list[_Child]:
         if self.strategy == "one_for_one":
@@ -467,7 +507,8 @@ class Supervisor:
     @staticmethod
     async def _legion_host(host: Host, cls: type[Supervisor], arg: Any) -> Any:
         try:
-            result = await call_init(cls(), arg)
+            behaviour = cls()
+            result = await call_init(behaviour, arg)
             if isinstance(result, Ignore):
                 host.init_done(False, True)
                 return "normal"
@@ -477,6 +518,7 @@ class Supervisor:
             host.init_done(False, False, reason)
             return reason
         engine = StaticEngine(host, spec)
+        engine.behaviour, engine.start_arg = behaviour, arg
         failure = await engine.start_initial(spec.children)
         if failure is not None:
             host.init_done(False, False, failure)

@@ -522,3 +522,39 @@ def test_a_supervisor_is_an_ordinary_process_for_links_monitors_names_and_calls(
     kill_and_wait(sup)
     assert wait_down(ref).reason == "killed"  # its children die with it
     assert legion.whereis("a-supervisor") is None
+
+
+def test_S49_code_change_reruns_init_updates_flags_and_specs_adds_without_starting(
+    sups: Any, tmp_path: Any
+) -> None:
+    import json
+
+    from workers import FileSup
+
+    path = tmp_path / "sup.json"
+    path.write_text(json.dumps({"children": [["a", "permanent"]]}))
+    sup = sups.start(cls=FileSup, arg=str(path))
+    a = pids(sup)["a"]
+    path.write_text(
+        json.dumps(
+            {
+                "children": [["a", "transient"], ["b", "permanent"]],
+                "flags": {"strategy": "one_for_all", "max_restarts": 0},
+            }
+        )
+    )
+    assert legion.code_change(sup) == 2  # the supervisor's vsn
+    assert pids(sup) == {"a": a, "b": None}  # the new spec is added but not started
+    assert S.get_childspec(sup, "a").restart == "transient"  # the changed spec is updated
+    path.write_text(json.dumps({"children": [], "flags": {"max_restarts": 0}}))
+    legion.code_change(sup)
+    assert list(pids(sup)) == ["a", "b"]  # removed specs are kept
+    path.write_text(json.dumps("garbage"))
+    with pytest.raises(legion.UpgradeError):
+        legion.code_change(sup)
+    with pytest.raises(legion.UpgradeError, match="reload"):
+        legion.code_change(sup, reload=True)
+    ref = legion.monitor(a)
+    legion.exit(a, "kill")  # max_restarts is 0 now: the first restart is one too many
+    wait_down(ref)
+    assert wait_exit(sup).reason == "shutdown"

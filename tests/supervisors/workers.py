@@ -112,3 +112,25 @@ def pg_member(arg: Any) -> None:
     legion.send(arg["owner"], ("joined", legion.self()))
     while legion.receive() != "stop":
         pass
+
+
+class FileSup(legion.Supervisor):
+    """Reads its children and flags from a JSON file each time `init` runs (for code_change).
+
+    File: {"children": [[tag, restart], ...], "flags": {...}} or "garbage".
+    """
+
+    vsn = 2
+
+    def init(self, path: str) -> Any:
+        import json
+
+        with open(path) as f:
+            data = json.load(f)
+        if data == "garbage":
+            return 42
+        children = [
+            legion.child_spec(Worker, {"tag": tag}, id=tag, restart=restart)
+            for tag, restart in data["children"]
+        ]
+        return legion.SupervisorSpec(children=children, **data.get("flags", {}))
