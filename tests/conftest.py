@@ -55,7 +55,10 @@ def no_leaks() -> object:
     yield
     strays = _strays()
     _, alive = psutil.wait_procs(strays, timeout=5)
-    zombies = [p for p in psutil.Process().children(recursive=True) if _is_zombie(p)]
+    # a child that has just exited is a zombie until its zygote reaps it: allow for that
+    exiting = [p for p in psutil.Process().children(recursive=True) if _is_zombie(p)]
+    psutil.wait_procs(exiting, timeout=5)
+    zombies = [p for p in exiting if _is_zombie(p)]
     for p in alive:
         try:
             p.kill()

@@ -567,7 +567,10 @@ async def exchange(
     calls = 0
     with trio.move_on_at(deadline) as scope:
         try:
-            await child.send(request)
+            try:
+                await child.send(request)
+            except BrokenPipeError:
+                pass  # it is gone; what it wrote first (a refusal, say) is still in the pipe
             while True:
                 msg = await child.receive()
                 if msg is None:
