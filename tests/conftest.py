@@ -10,7 +10,7 @@ import pytest
 
 # Long-lived infrastructure a test may leave running: the embedded node and its zygote, and the
 # sandbox's zygote with the spare children it keeps ready (legion.sandbox.runner.held()).
-_INFRA = ("legion.supervisor.node", "legion.supervisor.zygote")
+_INFRA = ("legion.supervisor.node", "legion.supervisor.zygote", "legion.sandbox.zygote")
 
 
 def _infra_root(proc: psutil.Process) -> bool:
@@ -55,7 +55,10 @@ def no_leaks() -> object:
     yield
     strays = _strays()
     _, alive = psutil.wait_procs(strays, timeout=5)
-    zombies = [p for p in psutil.Process().children(recursive=True) if _is_zombie(p)]
+    # a child that has just exited is a zombie until its zygote reaps it: allow for that
+    exiting = [p for p in psutil.Process().children(recursive=True) if _is_zombie(p)]
+    psutil.wait_procs(exiting, timeout=5)
+    zombies = [p for p in exiting if _is_zombie(p)]
     for p in alive:
         try:
             p.kill()

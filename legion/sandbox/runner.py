@@ -58,7 +58,12 @@ def _zygote_paths() -> list[str]:
 
 
 class Zygote:
-    """The parent's handle on the zygote process. Thread-safe; forgotten in forked children."""
+    """The parent's handle on the zygote process. Thread-safe.
+
+    Forked children forget it, unless it is *shared* (`share_with_forks`): then they keep the
+    control socket and use the same zygote. Each request carries its own status socket and
+    pipes, so processes sharing the control socket never see each other's children.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -66,14 +71,18 @@ class Zygote:
         self._ctl: socket.socket | None = None
         self.ready: Ready | None = None
         self.starts = 0
+        self.shared = False
+        self._inherited = False  # this process got the control socket by fork
 
     @property
     def pid(self) -> int | None:
+        if self._inherited:
+            return self.ready.pid if self.ready is not None and _alive(self.ready.pid) else None
         return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
 
     def ensure(self) -> Ready:
         with self._lock:
-            if self._proc is not None and self._proc.poll() is None and self.ready is not None:
+            if self.ready is not None and self.pid is not None:
                 return self.ready
             self._stop_locked()
             return self._start_locked()
@@ -158,6 +167,7 @@ class Zygote:
     def _stop_locked(self) -> None:
         ctl, proc = self._ctl, self._proc
         self._ctl, self._proc, self.ready = None, None, None
+        self._inherited = self.shared = False
         if ctl is not None:
             ctl.close()  # EOF: the zygote kills its children and exits
         if proc is not None:
@@ -172,11 +182,36 @@ class Zygote:
             self._stop_locked()
 
     def forget(self) -> None:
-        """In a forked copy of the parent: drop our copy of the control socket, keep the zygote."""
+        """In a forked copy of the parent: drop our copy of the control socket (the zygote then
+        sees EOF when the original process ends), or keep it if the zygote is shared."""
+        self._lock = threading.Lock()
+        if self.shared and self._ctl is not None and self.ready is not None:
+            self._proc, self._inherited = None, True
+            return
         if self._ctl is not None:
             self._ctl.close()
         self._ctl, self._proc, self.ready = None, None, None
-        self._lock = threading.Lock()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def share_with_forks() -> None:
+    """Start the zygote now and let processes forked from this one use it too.
+
+    The agent zygote calls this before it forks agent processes, so every agent of a node
+    evaluates through one sandbox zygote instead of starting its own. The zygote stops when the
+    last process holding its control socket exits.
+    """
+    ZYGOTE.ensure()
+    ZYGOTE.shared = True
 
 
 class Spares:
@@ -532,7 +567,10 @@ async def exchange(
     calls = 0
     with trio.move_on_at(deadline) as scope:
         try:
-            await child.send(request)
+            try:
+                await child.send(request)
+            except BrokenPipeError:
+                pass  # it is gone; what it wrote first (a refusal, say) is still in the pipe
             while True:
                 msg = await child.receive()
                 if msg is None:

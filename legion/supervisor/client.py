@@ -55,23 +55,19 @@ class Client(Endpoint):
         self._wakers: set[Callable[[], None]] = set()
         self._reading = False
         self._gone: str | None = None
+        self._poller = select.poll()  # used only by the thread that holds the reader role
+        self._poller.register(self._fd, select.POLLIN)
 
     # -- connection ------------------------------------------------------------------------------
 
     def _write(self, data: bytes) -> None:
         if self._gone is not None:
             raise NodeUnavailable(self._gone)
-        view = memoryview(data)
-        with self._send_lock:
-            while view:
-                try:
-                    sent = self._sock.send(view)
-                except BlockingIOError:
-                    select.select([], [self._fd], [])
-                    continue
-                except OSError as exc:
-                    raise NodeUnavailable(f"the node connection is closed ({exc})") from None
-                view = view[sent:]
+        try:
+            with self._send_lock:
+                wire.send_all(self._sock, data)
+        except OSError as exc:
+            raise NodeUnavailable(f"the node connection is closed ({exc})") from None
 
     def _pump(self) -> None:
         """Read what is there without blocking (the reader only) and file it."""
@@ -127,8 +123,7 @@ class Client(Endpoint):
     # -- waiting ---------------------------------------------------------------------------------
 
     def _wait(self, ready: Callable[[], bool], deadline: float) -> bool:
-        poller = select.poll()
-        poller.register(self._fd, select.POLLIN)
+        poller = self._poller
         while True:
             with self._cond:
                 if ready():

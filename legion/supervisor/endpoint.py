@@ -193,11 +193,15 @@ class Endpoint:
         ref = self.make_ref() if monitor else None
         sys_path = [p if p else os.getcwd() for p in sys.path]
         cwd = os.getcwd()
+        hosted = callable(getattr(target, "_legion_host", None))
+        if hosted and main_path is None:
+            main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+            main_path = os.path.abspath(main_file) if main_file else None
 
         def build(req: int) -> wire.Frame:
             return wire.Spawn(
                 req, module, qualname, main_path, sys_path, cwd, payload, has_arg, link, ref,
-                name, sync,
+                name, sync, hosted,
             )  # fmt: skip
 
         return build, ref

@@ -7,16 +7,24 @@ from typing import Any
 from legion.errors import LegionError
 
 __all__ = [
+    "AlreadyPresent",
     "AlreadyRegistered",
+    "AlreadyStarted",
     "CallTimeout",
     "CallingSelf",
+    "ChildNotFound",
+    "ChildRestarting",
+    "ChildRunning",
     "LegionError",
+    "MaxChildren",
     "NoProc",
     "NodeUnavailable",
     "NotRegistered",
     "ProcessExit",
     "RegistryError",
     "SpawnError",
+    "StartChildError",
+    "SupervisorError",
     "UpgradeError",
 ]
 
@@ -81,6 +89,66 @@ class NotRegistered(RegistryError):
 
 class NodeUnavailable(LegionError):
     """The node controller could not be started or reached, or went away."""
+
+
+class SupervisorError(LegionError):
+    """A supervisor refused an administration request (OTP's `{error, Reason}` results).
+
+    `reason` is OTP's atom as a str: "already_started", "already_present", "running",
+    "restarting", "not_found", "max_children", or "start_failed".
+    """
+
+    reason: str = "error"
+
+    def __init__(self, message: str, value: Any = None) -> None:
+        self.value = value
+        super().__init__(message)
+
+
+class AlreadyStarted(SupervisorError):
+    """A child with that id is running (`pid` holds it), or its registered name is taken."""
+
+    reason = "already_started"
+
+    @property
+    def pid(self) -> Any:
+        return self.value
+
+
+class AlreadyPresent(SupervisorError):
+    """A child with that id exists but is not running: use `restart_child` or `delete_child`."""
+
+    reason = "already_present"
+
+
+class ChildRunning(SupervisorError):
+    """The child is running, so it cannot be restarted or deleted: terminate it first."""
+
+    reason = "running"
+
+
+class ChildRestarting(SupervisorError):
+    """The supervisor is retrying the child's failed restart; terminate it or try again later."""
+
+    reason = "restarting"
+
+
+class ChildNotFound(SupervisorError):
+    """The supervisor has no child with that id (or pid)."""
+
+    reason = "not_found"
+
+
+class MaxChildren(SupervisorError):
+    """A DynamicSupervisor already runs `max_children` children."""
+
+    reason = "max_children"
+
+
+class StartChildError(SupervisorError):
+    """The child's start failed; `value` is the reason (a `Crash` for an exception in `init`)."""
+
+    reason = "start_failed"
 
 
 class UpgradeError(LegionError):

@@ -30,6 +30,7 @@ from typing import Any
 import trio
 
 from . import wire
+from .hosted import Inbox
 from .terms import Pid, Ref
 
 log = logging.getLogger("legion.node")
@@ -113,13 +114,18 @@ async def _send_all(sock: trio.socket.SocketType, data: bytes) -> None:
 
 
 class Proc:
-    """What the node knows about one process (or one application connection)."""
+    """What the node knows about one process (or one application connection).
+
+    A node-hosted process (a supervisor, a pg scope: `hosted.py`) has no stream, an `Inbox` for
+    a `conn`, and `host`, the cancel scope of its task in the node.
+    """
 
     __slots__ = (
         "alive",
         "calls_out",
         "conn",
         "exit_reason",
+        "host",
         "is_app",
         "kill_reason",
         "links",
@@ -133,14 +139,19 @@ class Proc:
         "status",
         "stop_waiters",
         "stream",
+        "supervisor",
         "trap_exit",
         "watching",
     )  # fmt: skip
 
-    def __init__(self, pid: Pid, stream: trio.SocketStream, conn: Conn, is_app: bool) -> None:
+    def __init__(
+        self, pid: Pid, stream: trio.SocketStream | None, conn: Conn | Inbox, is_app: bool
+    ) -> None:
         self.pid = pid
         self.stream = stream
         self.conn = conn
+        self.host: trio.CancelScope | None = None
+        self.supervisor: Pid | None = None  # the supervisor that stops it at node shutdown
         self.is_app = is_app
         self.alive = True
         self.trap_exit = is_app
@@ -323,17 +334,19 @@ class Node:
         if type(hello) is not wire.Hello:
             await stream.aclose()
             return
-        proc = Proc(Pid(self.name, next(self.serials)), stream, self.conn(stream), is_app=True)
+        conn = self.conn(stream)
+        proc = Proc(Pid(self.name, next(self.serials)), stream, conn, is_app=True)
         self.procs[proc.pid] = proc
-        proc.conn.push(wire.Welcome(proc.pid))
+        conn.push(wire.Welcome(proc.pid))
         self.flush()
-        self.nursery.start_soon(proc.conn.writer)
+        self.nursery.start_soon(conn.writer)
         await self.serve(proc, reader)
 
     async def serve(self, proc: Proc, reader: wire.FrameReader | None = None) -> None:
         """Handle a connection's frames in order; at EOF, the process is dead."""
         reader = reader or wire.FrameReader()
         handlers = self._handlers
+        assert proc.stream is not None
         sock = raw_socket(proc.stream)  # non-blocking: one syscall per read, no checkpoints
         wait_readable = trio.lowlevel.wait_readable
         try:
@@ -376,6 +389,7 @@ class Node:
             reason = _status_reason(proc.status) if proc.reaped.is_set() else "killed"
         self.terminate(proc, reason)
         self.flush()
+        assert proc.stream is not None
         await proc.stream.aclose()
 
     def reaped(self, os_pid: int, status: int) -> None:
@@ -456,9 +470,16 @@ class Node:
             self.kill(target, reason)
 
     def kill(self, proc: Proc, reason: Any) -> None:
-        """End `proc` now with `reason`; its death is announced when its connection reaches EOF."""
+        """End `proc` now with `reason`; its death is announced when its connection reaches EOF.
+
+        A hosted process's task is cancelled instead; it then terminates with `reason`.
+        """
         if proc.kill_reason is None and proc.exit_reason is None:
             proc.kill_reason = reason
+        if proc.host is not None:
+            proc.kill_reason = reason
+            proc.host.cancel()
+            return
         if proc.pidfd >= 0:
             try:
                 signal.pidfd_send_signal(proc.pidfd, signal.SIGKILL)
@@ -475,6 +496,12 @@ class Node:
     def on_spawn(self, proc: Proc, msg: wire.Spawn) -> None:
         if msg.name is not None and msg.name in self.names:
             proc.conn.push(wire.Ack(msg.req, self.names[msg.name], "name_taken"))
+            return
+        if self.stopping:
+            proc.conn.push(wire.Ack(msg.req, "the node is shutting down", "spawn_failed"))
+            return
+        if msg.hosted:
+            self.host(proc, msg)
             return
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
@@ -498,6 +525,7 @@ class Node:
         if forked.error is not None:
             if child.name is not None:
                 self.names.pop(child.name, None)
+            assert child.stream is not None
             await child.stream.aclose()
             proc.conn.push(wire.Ack(msg.req, forked.error, "spawn_failed"))
             self.flush()
@@ -523,6 +551,36 @@ class Node:
         self.flush()
         self.nursery.start_soon(child.conn.writer)
         self.nursery.start_soon(self.serve, child)
+
+    def host(self, proc: Proc, msg: wire.Spawn) -> None:
+        """Start a node-hosted process (a supervisor): a pid and a task here, no OS process."""
+        from . import hosted
+
+        try:
+            behaviour = hosted.resolve(msg)
+        except Exception as exc:
+            error = f"cannot start {msg.qualname} from {msg.module!r} in the node: {exc}"
+            proc.conn.push(wire.Ack(msg.req, error, "spawn_failed"))
+            return
+        child = Proc(Pid(self.name, next(self.serials)), None, Inbox(), is_app=False)
+        child.trap_exit = True
+        child.host = trio.CancelScope()
+        self.procs[child.pid] = child
+        if msg.name is not None:
+            self.names[msg.name] = child.pid
+            child.name = msg.name
+        if msg.link:
+            proc.links.add(child.pid)
+            child.links.add(proc.pid)
+        if msg.monitor is not None:
+            child.monitors[msg.monitor] = (proc.pid, None)
+            proc.watching[msg.monitor] = child.pid
+        if msg.sync:
+            child.start = (proc.pid, msg.req)
+        else:
+            proc.conn.push(wire.Ack(msg.req, child.pid, None))
+        parent = proc.pid if msg.link else None
+        self.nursery.start_soon(hosted.run, self, child, behaviour, msg, parent)
 
     def on_init_done(self, proc: Proc, msg: wire.InitDone) -> None:
         if proc.start is None:
@@ -699,8 +757,9 @@ class Node:
         """Stop every process: `shutdown` signals, a grace period, SIGKILL; then the zygote."""
         self.stopping = True
         for proc in list(self.procs.values()):
-            if not proc.is_app:
-                self.deliver_exit(proc, self.pid, "shutdown")
+            if proc.is_app or proc.supervisor in self.procs:
+                continue  # a live supervisor stops its own children, in order
+            self.deliver_exit(proc, self.pid, "shutdown")
         self.flush()
         self._check_all_gone()
         with trio.move_on_after(_SHUTDOWN_GRACE):
@@ -783,6 +842,21 @@ def _raise_fd_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
+def _refuse_the_api_here() -> None:
+    """Hosted code (a `Supervisor.init`) runs in this process, which has no connection of its
+    own: make the process API fail loudly here rather than start a second node."""
+    from . import client
+    from .errors import LegionError
+
+    def refuse() -> client.Client:
+        raise LegionError(
+            "the legion process API is not available in a Supervisor's init: it runs inside the "
+            "node controller; return child specs from init and do the work in the children"
+        )
+
+    client.get = refuse
+
+
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
@@ -792,6 +866,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="legion node: %(message)s")
     _raise_fd_limit()
+    _refuse_the_api_here()
     if args.embedded_fd is not None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         trio.run(run_embedded, args.embedded_fd)

@@ -25,8 +25,6 @@ import time
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-import trio
-
 from . import wire
 from .endpoint import Endpoint
 from .errors import ProcessExit
@@ -55,6 +53,8 @@ class Worker(Endpoint):
     """The endpoint of a process: waits happen on the process's own trio loop."""
 
     def __init__(self, sock: socket.socket, target: Any) -> None:
+        import trio
+
         super().__init__()
         self.target = target
         self.is_server = False
@@ -74,20 +74,16 @@ class Worker(Endpoint):
     # -- the connection --------------------------------------------------------------------------
 
     def _write(self, data: bytes) -> None:
-        view = memoryview(data)
-        with self._write_lock:
-            while view:
-                try:
-                    sent = self._sock.send(view)
-                except BlockingIOError:
-                    select.select([], [self._fd], [])
-                    continue
-                except OSError:
-                    node_gone()
-                view = view[sent:]
+        try:
+            with self._write_lock:
+                wire.send_all(self._sock, data)
+        except OSError:
+            node_gone()
 
     def pump(self) -> None:
         """Read whatever the node sent, without blocking, and file it."""
+        import trio
+
         got = False
         while True:
             try:
@@ -108,6 +104,8 @@ class Worker(Endpoint):
             arrived.set()
 
     async def reader(self) -> None:
+        import trio
+
         while True:
             await trio.lowlevel.wait_readable(self._sock)
             self.pump()
@@ -128,6 +126,8 @@ class Worker(Endpoint):
     # -- waiting ---------------------------------------------------------------------------------
 
     def _wait(self, ready: Callable[[], bool], deadline: float) -> bool:
+        import trio
+
         if threading.get_ident() != self._loop_thread:
             result: bool = trio.from_thread.run(
                 self._await, ready, deadline, trio_token=self._token
@@ -142,6 +142,8 @@ class Worker(Endpoint):
         return True
 
     async def _await(self, ready: Callable[[], bool], deadline: float) -> bool:
+        import trio
+
         while not ready():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -168,6 +170,8 @@ class Worker(Endpoint):
         return self.mailbox.popleft()
 
     def _alone(self) -> bool:
+        import trio
+
         stats = trio.lowlevel.current_statistics()
         return (
             stats.tasks_living <= self.base_tasks
@@ -220,6 +224,8 @@ async def call_maybe_async(fn: Callable[..., Any], *args: Any) -> Any:
 
 
 def run(fd: int, target: Any) -> NoReturn:
+    import trio
+
     sock = socket.socket(fileno=fd)
     sock.setblocking(False)
     try:
@@ -229,6 +235,8 @@ def run(fd: int, target: Any) -> NoReturn:
 
 
 async def _main(sock: socket.socket, target: Any) -> None:
+    import trio
+
     global _current
     worker = Worker(sock, target)
     _current = worker

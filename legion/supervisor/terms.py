@@ -20,6 +20,7 @@ __all__ = [
     "Down",
     "Exit",
     "From",
+    "GroupChange",
     "Pid",
     "Ref",
     "Timeout",
@@ -223,6 +224,23 @@ class CastRequest(Value):
         super().__init__(message)
 
 
+class GroupChange(Value):
+    """A `legion.pg` monitor notice: `pids` joined or left `group` (`kind` "join" or "leave").
+
+    `ref` is the reference `pg.monitor`/`pg.monitor_scope` returned.
+    """
+
+    __slots__ = ("ref", "kind", "group", "pids")
+    __match_args__ = ("ref", "kind", "group", "pids")
+    ref: Ref
+    kind: str
+    group: Any
+    pids: list[Pid]
+
+    def __init__(self, ref: Ref, kind: str, group: Any, pids: list[Pid]) -> None:
+        super().__init__(ref, kind, normalize_reason(group), list(pids))
+
+
 class CodeChange(Value):
     """The system request `legion.code_change` sends a server (see `Server.code_change`)."""
 
@@ -247,5 +265,6 @@ Timeout: Final = _TimeoutType()
 
 VALUE_TYPES: tuple[type[Value], ...] = (
     Pid, Ref, Crash, From, Exit, Down, CallRequest, CastRequest, _TimeoutType, CodeChange,
+    GroupChange,
 )  # fmt: skip
 """Extension-type codes on the wire are 1 + the index in this tuple: never reorder it."""

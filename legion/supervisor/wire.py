@@ -11,6 +11,8 @@ Direction is in the name: `*In` frames go from the node to a process; the others
 
 from __future__ import annotations
 
+import select
+import socket
 import struct
 from collections.abc import Iterator
 from typing import Any, Union, cast
@@ -102,6 +104,7 @@ class Spawn(_Frame):
     monitor: Ref | None
     name: str | None
     sync: bool
+    hosted: bool = False  # a node-hosted behaviour (a supervisor): runs as a task in the node
 
 
 class Send(_Frame):
@@ -357,6 +360,22 @@ def frame(body: bytes) -> bytes:
 
 def decode(body: bytes | memoryview) -> Frame:
     return cast(Frame, _decoder.decode(body))
+
+
+def send_all(sock: socket.socket, data: bytes) -> None:
+    """Write all of `data` to a non-blocking socket, waiting for room when it is full.
+
+    For synchronous writers (the application, a process's own thread); raises OSError if the
+    connection is gone.
+    """
+    view = memoryview(data)
+    while view:
+        try:
+            sent = sock.send(view)
+        except BlockingIOError:
+            select.select([], [sock], [])
+            continue
+        view = view[sent:]
 
 
 class FrameReader:

@@ -14,6 +14,7 @@ every child and exits.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import importlib
@@ -39,6 +40,13 @@ def main(ctl_fd: int) -> None:
 
     for name in filter(None, os.environ.get("LEGION_PRELOAD", "").split(",")):
         _import_user(lambda n=name: importlib.import_module(n))
+    if os.environ.get("LEGION_SANDBOX", "on") != "off":
+        # One sandbox zygote for every process of this node (its children talk straight to
+        # the process that asked for them). A machine that cannot run it falls back lazily.
+        from legion.sandbox import runner
+
+        with contextlib.suppress(Exception):
+            runner.share_with_forks()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     ctl = socket.socket(fileno=ctl_fd)
     wake_r, wake_w = os.pipe()
