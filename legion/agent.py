@@ -95,6 +95,30 @@ class Agent(Server):
         return {}
 
     @classmethod
+    def child_spec(
+        cls,
+        task: Any = None,
+        *,
+        id: Any = None,
+        name: str | None = None,
+        restart: str = "transient",
+        shutdown: float | str | None = None,
+        **config: Any,
+    ) -> Any:
+        """A `legion.ChildSpec` that starts this agent under a supervisor (restart "transient",
+        as Legion's): the config is resolved and validated now, in the caller, and every
+        (re)start gets the same config, Vault snapshot and first `task`. With `name`, callers
+        find the restarted agent by name (`legion.call(name, msg)` from this process waits
+        without limit; elsewhere pass `timeout=None`)."""
+        from .supervisor.childspec import child_spec
+
+        arg = _start_arg(cls, task, config)
+        extra: dict[str, Any] = {} if shutdown is None else {"shutdown": shutdown}
+        if name is not None:
+            api.AGENTS.add(name)
+        return child_spec(cls, arg, id=id, restart=restart, name=name, **extra)
+
+    @classmethod
     def role(cls) -> str:
         """The docstring, as it appears in the prompt."""
         import inspect

@@ -285,3 +285,28 @@ def test_a_slow_sync_tool_does_not_block_the_agent() -> None:
         finally:
             legion.stop(pid)
     assert "'go on'" in model.requests[1].last
+
+
+def test_child_spec_puts_an_agent_in_a_supervision_tree() -> None:
+    import threading
+
+    boots: list[threading.Event] = [threading.Event(), threading.Event()]
+
+    def answer(request: testing.Request) -> dict[str, object]:
+        content = request.messages[-1]["content"]
+        if content == "boot":
+            boots[0].set() if not boots[0].is_set() else boots[1].set()
+            return done()
+        return returns(f"supervised:{content}")
+
+    with testing.FunctionModel(answer):  # active when the spec is made: the spec carries it
+        spec = NoToolAgent.child_spec("boot", name="supervised-agent", max_iterations=2)
+        assert spec.restart == "transient" and spec.id == "NoToolAgent"
+        sup = legion.start_link(legion.Supervisor, legion.SupervisorSpec(children=[spec]))
+        try:
+            assert boots[0].wait(10)
+            assert legion.call("supervised-agent", "hi") == "supervised:hi"
+            legion.exit(legion.whereis("supervised-agent"), "kill")
+            assert boots[1].wait(10)  # restarted, and ran its first task again
+        finally:
+            legion.stop(sup)
