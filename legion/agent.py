@@ -73,6 +73,9 @@ class Agent(Server):
     config: ClassVar[dict[str, Any]] = {}
     action_types: ClassVar[Sequence[str]] = tuple(ACTIONS)
     system_prompt: ClassVar[str | None] = None
+    process_groups: ClassVar[Sequence[Any]] = ()
+    """Groups (`legion.pg`) the agent joins when it starts, so a restarted agent joins again
+    and a dead one leaves: the pool pattern."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -181,6 +184,11 @@ class Agent(Server):
         trio.lowlevel.spawn_system_task(
             self._turns, name=f"{cls.__qualname__} turns", context=contextvars.copy_context()
         )
+        if cls.process_groups:
+            from .supervisor import pg
+
+            for group in cls.process_groups:
+                await pg.ajoin(group, api.self())
         if arg.get("task") is not None:
             self._send.send_nowait((arg["task"], None))
         return None

@@ -182,6 +182,12 @@ class ShortHumanAgent(legion.Agent):
         return {"timeout": 0.2} if tool is HumanTool else {}
 
 
+class PooledAgent(legion.Agent):
+    """Joins a process group when it starts."""
+
+    process_groups = (("agents-pool", "test"),)
+
+
 class WorkerAgent(legion.Agent):
     """Does one small job for an orchestrator.
 

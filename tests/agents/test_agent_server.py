@@ -310,3 +310,14 @@ def test_child_spec_puts_an_agent_in_a_supervision_tree() -> None:
             assert boots[1].wait(10)  # restarted, and ran its first task again
         finally:
             legion.stop(sup)
+
+
+def test_process_groups_are_joined_at_start() -> None:
+    from agents_for_tests import PooledAgent
+
+    with testing.ScriptedModel([]):
+        pid = legion.start_link(PooledAgent)
+        try:
+            assert pid in legion.pg.get_members(("agents-pool", "test"))
+        finally:
+            legion.stop(pid)

@@ -22,6 +22,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
         ("orchestrator_agent.py", "Paragraph: (a fact about Python 3.13)"),
         ("human_agent.py", "the human approved"),
         ("structured_agent.py", "Sentiment(sentiment='positive', score=0.92"),
+        ("pool_agent.py", "handled: Handle this support ticket: late parcel"),
     ],
 )
 def test_example_runs_offline(script: str, expected: str) -> None:
