@@ -200,7 +200,7 @@ def main() -> None:
         + (f"{1 / smol['code']:>12.0f} /s" if smol else "")
     )
     row("execute(): spawn agent + 1-step turn + stop", per_execute, None)
-    row("execute() with a code step (+ sandbox zygote)", per_execute_eval, None)
+    row("execute() with a code step", per_execute_eval, None)
     ours_tokens = tokens(ours_prompt)
     theirs_tokens = tokens(smol["system_prompt"]) if smol else None
     print(
@@ -210,8 +210,9 @@ def main() -> None:
     print()
     print("legion: every step is a model request from the agent process to this one (runtime")
     print("call), and every code step a fresh forked, seccomp'd sandbox child; smolagents runs")
-    print("the model and the code in this one process (no isolation). Each agent process")
-    print("starts its own sandbox zygote on its first evaluation (the last execute() row).")
+    print("the model and the code in this one process (no isolation). Agent processes share")
+    print("the node's sandbox zygote (forked from the agent zygote), so a new agent's first")
+    print("evaluation costs no zygote start.")
     legion.shutdown()
 
 

@@ -323,8 +323,8 @@ class Agent(Server):
             except LegionError:
                 pass
         runner = sys.modules.get("legion.sandbox.runner")
-        if runner is not None:  # stop this process's sandbox zygote now, not at EOF
-            runner.SPARES.clear()
+        if runner is not None:  # a zygote of our own (node sandbox off) stops now, not at EOF;
+            runner.SPARES.clear()  # a shared one only loses this process's handle
             runner.ZYGOTE.stop()
         return None
 
