@@ -358,7 +358,7 @@ def _check_output_schema(cls: type[Agent]) -> None:
     if schema is None:
         return
     if isinstance(schema, dict):
-        import jsonschema  # type: ignore[import-untyped]
+        import jsonschema
 
         try:
             jsonschema.validators.validator_for(schema).check_schema(schema)

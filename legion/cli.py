@@ -1,4 +1,5 @@
-"""The `legion` command: `legion node` runs a node as a service; `legion sandbox` evaluates code."""
+"""The `legion` command: `legion run` runs an agent, `legion node` runs a node as a service,
+`legion sandbox` evaluates code in the sandbox."""
 
 from __future__ import annotations
 
@@ -22,12 +23,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     node.add_argument("--socket", default=default_socket(), help="Unix socket path to listen on")
     commands.add_parser("sandbox", help="evaluate Python code in the sandbox", add_help=False)
+    commands.add_parser("run", help="run an agent on a task, showing each step", add_help=False)
     args, rest = parser.parse_known_args(argv)
     if args.command == "node":
         from legion.supervisor import node as node_module
 
         node_module.main(["--socket", args.socket])
         return 0
+    if args.command == "run":
+        from legion.run import main as run_main
+
+        code: int = run_main(rest)
+        return code
     if args.command == "sandbox":
         from legion.sandbox import cli as sandbox_cli  # type: ignore[attr-defined]
 

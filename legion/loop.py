@@ -106,7 +106,7 @@ def validate_result(value: Any, output_schema: Any) -> tuple[bool, Any]:
         return False, f"result must be a string, got {type(value).__name__}"
     if isinstance(output_schema, dict):
         try:
-            import jsonschema  # type: ignore[import-untyped]
+            import jsonschema
         except ImportError:  # pragma: no cover - jsonschema ships with litellm
             return True, value
         try:
