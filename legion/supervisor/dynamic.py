@@ -17,9 +17,17 @@ from .api import Dest
 from .childspec import ChildSpec, SpecError, spec_from_term, validate_flags
 from .errors import ChildNotFound, MaxChildren, SupervisorError
 from .hosted import Host
-from .server import Ignore
-from .supervisor import ChildInfo, Engine, _aadmin, _admin, _children, _start_error, call_init
-from .terms import Pid, crash_from_exception
+from .supervisor import (
+    ChildInfo,
+    Engine,
+    InitEnded,
+    _aadmin,
+    _admin,
+    _children,
+    _start_error,
+    init_spec,
+)
+from .terms import Pid
 
 __all__ = ["DynamicSupervisor", "DynamicSupervisorSpec"]
 
@@ -124,16 +132,9 @@ class DynamicSupervisor:
     @staticmethod
     async def _legion_host(host: Host, cls: type[DynamicSupervisor], arg: Any) -> Any:
         try:
-            behaviour = cls()
-            result = await call_init(behaviour, arg)
-            if isinstance(result, Ignore):
-                host.init_done(False, True)
-                return "normal"
-            spec = _dyn_spec(result)
-        except Exception as exc:
-            reason = crash_from_exception(exc)
-            host.init_done(False, False, reason)
-            return reason
+            behaviour, spec = await init_spec(host, cls, arg, _dyn_spec)
+        except InitEnded as ended:
+            return ended.reason
         engine = DynamicEngine(host, spec)
         engine.behaviour, engine.start_arg = behaviour, arg
         host.init_done(True)

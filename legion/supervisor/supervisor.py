@@ -493,6 +493,32 @@ async def call_init(behaviour: Any, arg: Any) -> Any:
     return result
 
 
+class InitEnded(Exception):
+    """`init` of a hosted supervisor failed or returned `Ignore()`: it ends with `reason`."""
+
+    def __init__(self, reason: Any) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+async def init_spec(host: Host, cls: type, arg: Any, parse: Any) -> tuple[Any, Any]:
+    """Run a hosted supervisor's `init` and parse the spec it returns, reporting a failure or an
+    `Ignore()` to the process that started it (then raising `InitEnded`)."""
+    try:
+        behaviour = cls()
+        result = await call_init(behaviour, arg)
+        if isinstance(result, Ignore):
+            host.init_done(False, True)
+            raise InitEnded("normal")
+        return behaviour, parse(result)
+    except InitEnded:
+        raise
+    except Exception as exc:
+        reason = crash_from_exception(exc)
+        host.init_done(False, False, reason)
+        raise InitEnded(reason) from None
+
+
 class Supervisor:
     """A supervisor. Start one with `legion.start_link(legion.Supervisor, spec)`, where `spec` is
     a `legion.SupervisorSpec` (or a list of `legion.child_spec(...)`), or subclass it and return
@@ -507,16 +533,9 @@ class Supervisor:
     @staticmethod
     async def _legion_host(host: Host, cls: type[Supervisor], arg: Any) -> Any:
         try:
-            behaviour = cls()
-            result = await call_init(behaviour, arg)
-            if isinstance(result, Ignore):
-                host.init_done(False, True)
-                return "normal"
-            spec = sup_spec_from_term(result)
-        except Exception as exc:
-            reason = crash_from_exception(exc)
-            host.init_done(False, False, reason)
-            return reason
+            behaviour, spec = await init_spec(host, cls, arg, sup_spec_from_term)
+        except InitEnded as ended:
+            return ended.reason
         engine = StaticEngine(host, spec)
         engine.behaviour, engine.start_arg = behaviour, arg
         failure = await engine.start_initial(spec.children)
