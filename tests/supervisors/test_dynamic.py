@@ -132,3 +132,31 @@ def test_S32_D4_dynamic_children_stop_concurrently(sups: Any) -> None:
     legion.stop(sup, "shutdown", timeout=10)
     elapsed = time.monotonic() - t0
     assert 0.4 <= elapsed < 1.2, elapsed  # one slow terminate, not four in a row
+
+
+@pytest.mark.slow
+def test_S38_start_arguments_of_ended_temporary_children_are_not_kept(sups: Any) -> None:
+    """300 temporary children, each started with a 64 KiB argument, end by themselves: the
+    supervisor keeps no spec and the node (where the supervisor lives) does not grow."""
+    import psutil
+
+    from legion.supervisor import client
+
+    endpoint = client.get()
+    assert endpoint.node_process is not None
+    node = psutil.Process(endpoint.node_process.pid)
+    sup = sups.start(cls=D)
+    payload = "x" * 65536
+
+    def cycle(n: int) -> None:
+        for i in range(n):
+            pid = D.start_child(sup, worker(i, restart="temporary", blob=payload))
+            ref = legion.monitor(pid)
+            legion.call(pid, ("die", "normal"))
+            wait_down(ref)
+        assert D.count_children(sup)["specs"] == 0
+
+    cycle(50)  # warm up allocator high-water marks
+    rss = node.memory_info().rss
+    cycle(300)  # 300 x 64 KiB = 19 MiB of arguments had they been kept
+    assert node.memory_info().rss - rss < 8 * 2**20
