@@ -109,8 +109,26 @@ def _signature(fn: Callable[..., Any], bound: bool) -> str:
     return _format_signature(sig)
 
 
+class _Hidden:
+    def __repr__(self) -> str:
+        return "..."
+
+
+_HIDDEN = _Hidden()
+
+
+def _shown_default(p: inspect.Parameter) -> inspect.Parameter:
+    """Defaults reach the prompt only when they are None, booleans or numbers: a string default
+    may be a token or a URL with credentials, and an object's repr may hold anything."""
+    default = p.default
+    if default is inspect.Parameter.empty or default is None or isinstance(default, int | float):
+        return p
+    return p.replace(default=_HIDDEN)
+
+
 def _format_signature(sig: inspect.Signature) -> str:
-    """Annotations as written in code (`list[dict]`, not `typing.List` or `'list'`)."""
+    """Annotations as written in code (`list[dict]`, not `typing.List` or `'list'`); defaults
+    other than None, booleans and numbers shown as `...`."""
 
     def name(annotation: Any) -> str:
         if isinstance(annotation, type) and not getattr(annotation, "__args__", None):
@@ -121,12 +139,7 @@ def _format_signature(sig: inspect.Signature) -> str:
             )
         return str(annotation).replace("typing.", "")
 
-    params = [
-        p.replace(annotation=inspect.Parameter.empty)
-        if p.annotation is inspect.Parameter.empty
-        else p
-        for p in sig.parameters.values()
-    ]
+    params = [_shown_default(p) for p in sig.parameters.values()]
     text = []
     for p in params:
         piece = str(p.replace(annotation=inspect.Parameter.empty))

@@ -6,8 +6,10 @@ context as it was at start, so a write in a child (`put`) never reaches the pare
 only in the agent process. Generated code runs in the sandbox child, a fresh process forked from
 a clean zygote, which is never given it: sandboxed code cannot read the Vault.
 
-Within one process the store is a `contextvars` variable, so threads and tasks that copy the
-context (asyncio tasks, `contextvars.copy_context().run`) see the values set before they started.
+In the application the store is a `contextvars` variable, so each request, task or thread that
+copies the context (asyncio tasks, `contextvars.copy_context().run`) has its own. In an agent
+process (`install`) there is one store for the whole process: a `put` in a tool (sync tools run
+in worker threads) is seen by every later tool call and turn of that agent.
 Values must be msgspec-encodable (they cross to the agent process).
 """
 
@@ -28,6 +30,13 @@ _STORE: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
 )
 
 
+_process: dict[str, Any] | None = None  # an agent process's one store (see `install`)
+
+
+def _current() -> Mapping[str, Any]:
+    return _process if _process is not None else _STORE.get()
+
+
 class VaultError(LegionError):
     """`init` of a key that is already set (here or inherited from the process that started us)."""
 
@@ -37,32 +46,38 @@ def init(key: str, value: Any) -> None:
 
     Use it for context that must not be silently replaced (the current user); `put` overwrites.
     """
-    store = _STORE.get()
+    store = _current()
     if key in store:
         raise VaultError(f"vault key {key!r} is already set; use legion.vault.put to replace it")
-    _STORE.set({**store, key: value})
+    put(key, value)
 
 
 def put(key: str, value: Any) -> None:
     """Set or replace `key` for this process (and the agents it starts from now on)."""
-    _STORE.set({**_STORE.get(), key: value})
+    if _process is not None:
+        _process[key] = value
+    else:
+        _STORE.set({**_STORE.get(), key: value})
 
 
 def get(key: str, default: Any = None) -> Any:
     """The value of `key`, or `default`."""
-    return _STORE.get().get(key, default)
+    return _current().get(key, default)
 
 
 def snapshot() -> dict[str, Any]:
     """A copy of the whole context, as handed to an agent at start."""
-    return dict(_STORE.get())
+    return dict(_current())
 
 
 def install(values: Mapping[str, Any]) -> None:
-    """Adopt the starter's context (an agent process does this in `init`)."""
-    _STORE.set(dict(values))
+    """Adopt the starter's context as this process's one store (an agent does this in `init`)."""
+    global _process
+    _process = dict(values)
 
 
 def clear() -> None:
     """Forget everything (tests)."""
+    global _process
+    _process = None
     _STORE.set({})

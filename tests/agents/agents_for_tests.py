@@ -205,3 +205,22 @@ class OrchestratorAgent(legion.Agent):
         if tool is AgentTool:
             return {"agents": [WorkerAgent]}
         return {}
+
+
+class NotesTool(legion.Tool):
+    """Remembers notes in the agent's Vault."""
+
+    def remember(self, key: str, value: Any) -> str:
+        """Store a note."""
+        legion.vault.put(key, value)
+        return "noted"
+
+    def recall(self, key: str) -> Any:
+        """Read a note back."""
+        return legion.vault.get(key)
+
+
+class NotesAgent(legion.Agent):
+    """Keeps notes with NotesTool."""
+
+    tools = [NotesTool]

@@ -136,3 +136,19 @@ def test_an_unusable_output_schema_is_refused_at_definition() -> None:
             """Role."""
 
             output_schema = object
+
+
+def test_signature_defaults_that_may_hold_secrets_stay_out_of_the_prompt() -> None:
+    class KeyedTool(legion.Tool):
+        """Calls a service."""
+
+        def query(
+            self, q: str, api_key: str = "sk-live-0123456789", retries: int = 3, strict: bool = True
+        ) -> str:
+            """Queries the service."""
+            return q
+
+    text = describe(KeyedTool)
+    assert "sk-live" not in text
+    assert "api_key: str = ..." in text
+    assert "retries: int = 3" in text and "strict: bool = True" in text

@@ -74,3 +74,15 @@ def test_context_reaches_sub_agents_and_child_writes_stay_there() -> None:
     with testing.FunctionModel(routed):
         assert legion.execute(OrchestratorAgent, "delegate") == "worker ran"
     assert legion.vault.get("current_user") == {"id": 5}
+
+
+def test_a_put_in_a_sync_tool_is_seen_by_later_calls_and_never_reaches_the_starter() -> None:
+    from agents_for_tests import NotesAgent
+
+    steps = [
+        eval_and_continue("NotesTool.remember('mood', 'curious')"),
+        eval_and_complete("NotesTool.recall('mood')"),
+    ]
+    with testing.ScriptedModel(steps):
+        assert legion.execute(NotesAgent, "take a note, then read it") == "curious"
+    assert legion.vault.get("mood") is None
