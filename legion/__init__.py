@@ -9,6 +9,9 @@ from legion.agent import (
     Agent,
     AgentCancelled,
     aexecute,
+    aparallel,
+    apipeline,
+    athen,
     execute,
     get_messages,
     get_usage,
@@ -16,6 +19,7 @@ from legion.agent import (
     pending_questions,
     pipeline,
     respond,
+    then,
 )
 from legion.config import ConfigError, configure
 from legion.supervisor import pg
@@ -149,6 +153,8 @@ __all__ = [
     "acode_change",
     "aexecute",
     "alink",
+    "aparallel",
+    "apipeline",
     "areceive",
     "aregister",
     "asend",
@@ -156,6 +162,7 @@ __all__ = [
     "astart",
     "astart_link",
     "astop",
+    "athen",
     "aunlink",
     "aunregister",
     "awhereis",
@@ -186,6 +193,7 @@ __all__ = [
     "start",
     "start_link",
     "stop",
+    "then",
     "trap_exit",
     "unlink",
     "unregister",

@@ -36,6 +36,9 @@ __all__ = [
     "Agent",
     "AgentCancelled",
     "aexecute",
+    "aparallel",
+    "apipeline",
+    "athen",
     "execute",
     "get_messages",
     "get_usage",
@@ -43,6 +46,7 @@ __all__ = [
     "pending_questions",
     "pipeline",
     "respond",
+    "then",
 ]
 
 TURN_KEY = "$legion.turn"
@@ -673,3 +677,20 @@ async def apipeline(steps: Iterable[tuple[Any, str | Callable[[Any], Any]]]) -> 
         message = task(previous) if callable(task) else task
         previous = await aexecute(agent, message)
     return previous
+
+
+def then(previous: Any, agent: Any, make_task: Callable[[Any], Any], **config: Any) -> Any:
+    """Legion's `then`: run `agent` on `make_task(previous)` and return its value.
+
+    A cancelled previous step (an `AgentCancelled`, e.g. caught from `execute`) passes through
+    unchanged, returned without calling `make_task` or any model.
+    """
+    if isinstance(previous, AgentCancelled):
+        return previous
+    return execute(agent, make_task(previous), **config)
+
+
+async def athen(previous: Any, agent: Any, make_task: Callable[[Any], Any], **config: Any) -> Any:
+    if isinstance(previous, AgentCancelled):
+        return previous
+    return await aexecute(agent, make_task(previous), **config)

@@ -135,6 +135,21 @@ def test_parallel_and_pipeline_from_the_application() -> None:
         assert legion.pipeline(first) == "done:got None"
 
 
+def test_then_runs_the_next_agent_on_the_previous_value_and_passes_a_cancel_through() -> None:
+    def answer(request: testing.Request) -> dict[str, object]:
+        return returns(f"done:{request.messages[1]['content']}")
+
+    with testing.FunctionModel(answer) as model:
+        first = legion.execute(WorkerAgent, "one")
+        assert (
+            legion.then(first, WorkerAgent, lambda prev: f"after {prev}") == "done:after done:one"
+        )
+        asked = len(model.requests)
+        cancelled = legion.AgentCancelled("reached_max_iterations")
+        assert legion.then(cancelled, WorkerAgent, lambda prev: 1 / 0) is cancelled
+        assert len(model.requests) == asked  # no model call for a cancelled previous step
+
+
 def test_parallel_raises_the_first_cancel_in_list_order() -> None:
     def answer(request: testing.Request) -> dict[str, object]:
         task = request.messages[1]["content"]
