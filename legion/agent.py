@@ -319,13 +319,20 @@ class Agent(Server):
             return True
         raise ValueError(f"unknown agent request {op!r}")
 
-    def terminate(self, reason: Any) -> Any:
-        for pid in list(self.children):
+    async def terminate(self, reason: Any) -> Any:
+        """Stop the sub-agents (all at once, each with its own timeout), then the sandbox."""
+        import trio
+
+        async def stop(pid: Pid) -> None:
             try:
-                api.unlink(pid)
-                api.stop(pid, "shutdown")
+                await api.aunlink(pid)
+                await api.astop(pid, "shutdown")
             except LegionError:
                 pass
+
+        async with trio.open_nursery() as nursery:
+            for pid in list(self.children):
+                nursery.start_soon(stop, pid)
         runner = sys.modules.get("legion.sandbox.runner")
         if runner is not None:  # a zygote of our own (node sandbox off) stops now, not at EOF;
             runner.SPARES.clear()  # a shared one only loses this process's handle
