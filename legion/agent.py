@@ -29,7 +29,7 @@ from .prompt import system_prompt as build_prompt
 from .supervisor import api
 from .supervisor.errors import NoProc
 from .supervisor.server import NoReply, Server
-from .supervisor.terms import From, Pid
+from .supervisor.terms import CallProgress, From, Pid
 from .tool import check_names, instantiate, public_functions, short_name
 
 __all__ = [
@@ -280,6 +280,7 @@ class Agent(Server):
         if _is_control(request):
             return self._control(request[1], request[2:])
         self._send.send_nowait((request, from_))
+        api.send(from_.pid, CallProgress(from_.ref))  # a turn takes long: lift the default timeout
         return NoReply()
 
     def handle_cast(self, message: Any) -> Any:

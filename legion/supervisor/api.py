@@ -33,13 +33,16 @@ _DEFAULT_TIMEOUT: Any = _DefaultTimeout(5.0)
 _TURN_KEY = "$legion.turn"
 
 
-def _call_timeout(dest: Dest, timeout: Any) -> float | None:
+def _call_timeout(dest: Dest, timeout: Any) -> tuple[float | None, bool]:
+    """(timeout, extendable): the default is 5 s, lifted when the callee reports that it
+    accepted a long call (an agent's turn sends `CallProgress`); no limit for agents this
+    process started."""
     if timeout is _DEFAULT_TIMEOUT:
-        return None if dest in AGENTS else 5.0
+        return (None, False) if dest in AGENTS else (5.0, True)
     if type(timeout) is _DefaultTimeout:
-        return float(timeout)
+        return float(timeout), False
     result: float | None = timeout
-    return result
+    return result, False
 
 
 def unwrap_reply(result: Any) -> Any:
@@ -160,11 +163,11 @@ def call(dest: Dest, request: Any, timeout: float | None = _DEFAULT_TIMEOUT) -> 
     (pass `timeout=None` for an agent started elsewhere). An agent's turn returns its value or
     raises `legion.AgentCancelled`.
     """
-    return unwrap_reply(_endpoint().call(dest, request, _call_timeout(dest, timeout)))
+    return unwrap_reply(_endpoint().call(dest, request, *_call_timeout(dest, timeout)))
 
 
 async def acall(dest: Dest, request: Any, timeout: float | None = _DEFAULT_TIMEOUT) -> Any:
-    return unwrap_reply(await _endpoint().acall(dest, request, _call_timeout(dest, timeout)))
+    return unwrap_reply(await _endpoint().acall(dest, request, *_call_timeout(dest, timeout)))
 
 
 def cast(dest: Dest, message: Any) -> None:

@@ -30,7 +30,17 @@ from .errors import (
     ProcessExit,
     SpawnError,
 )
-from .terms import CallRequest, CastRequest, Down, Exit, From, Pid, Ref, normalize_reason
+from .terms import (
+    CallProgress,
+    CallRequest,
+    CastRequest,
+    Down,
+    Exit,
+    From,
+    Pid,
+    Ref,
+    normalize_reason,
+)
 
 Dest = Pid | str
 DEMONITORED = -1  # the `req` of the Ack that confirms a Demonitor; its value is the Ref
@@ -74,6 +84,7 @@ class Endpoint:
         self._refs = itertools.count(1)
         self._results: dict[int | Ref, wire.Frame] = {}
         self._calls: set[Ref] = set()
+        self._extended: set[Ref] = set()  # calls whose callee said it is working (CallProgress)
         self._dropped: set[Ref] = set()
         self.mailbox: deque[Any] = deque()
         self.trapping = False
@@ -96,7 +107,12 @@ class Endpoint:
     def dispatch(self, msg: wire.Frame) -> None:
         """File one frame from the node: a reply for a waiter, or a message for the mailbox."""
         if type(msg) is wire.MessageIn:
-            self.mailbox.append(wire.decode_term(msg.payload))
+            value = wire.decode_term(msg.payload)
+            if type(value) is CallProgress:
+                if value.ref in self._calls:
+                    self._extended.add(value.ref)
+            else:
+                self.mailbox.append(value)
         elif type(msg) is wire.Ack:
             if msg.req == DEMONITORED:
                 self._dropped.discard(msg.value)
@@ -261,6 +277,7 @@ class Endpoint:
     def _finish_call(self, ref: Ref, ok: bool, dest: Dest, timeout: float | None) -> Any:
         with self._lock:
             self._calls.discard(ref)
+            self._extended.discard(ref)
             msg = self._results.pop(ref, None) if ok else None
         if msg is None:
             self.send_frame(wire.CancelCall(ref))
@@ -276,14 +293,29 @@ class Endpoint:
             raise CallingSelf(f"{self.pid!r} called itself (through {dest!r}), a deadlock")
         raise ProcessExit(reason, f"{dest!r} exited during the call: {reason}")
 
-    def call(self, dest: Dest, request: Any, timeout: float | None = 5.0) -> Any:
+    def _answered(self, ref: Ref, extendable: bool) -> Callable[[], bool]:
+        results, extended = self._results, self._extended
+        if extendable:
+            return lambda: ref in results or ref in extended
+        return lambda: ref in results
+
+    def call(
+        self, dest: Dest, request: Any, timeout: float | None = 5.0, extendable: bool = False
+    ) -> Any:
+        """With `extendable`, a `CallProgress` from the callee lifts the timeout."""
         ref = self._start_call(dest, request)
-        ok = self._wait(self._has(ref), _deadline(timeout))
+        ok = self._wait(self._answered(ref, extendable), _deadline(timeout))
+        if ok and ref not in self._results:
+            ok = self._wait(self._has(ref), math.inf)
         return self._finish_call(ref, ok, dest, timeout)
 
-    async def acall(self, dest: Dest, request: Any, timeout: float | None = 5.0) -> Any:
+    async def acall(
+        self, dest: Dest, request: Any, timeout: float | None = 5.0, extendable: bool = False
+    ) -> Any:
         ref = self._start_call(dest, request)
-        ok = await self._await(self._has(ref), _deadline(timeout))
+        ok = await self._await(self._answered(ref, extendable), _deadline(timeout))
+        if ok and ref not in self._results:
+            ok = await self._await(self._has(ref), math.inf)
         return self._finish_call(ref, ok, dest, timeout)
 
     def cast(self, dest: Dest, message: Any) -> None:

@@ -263,8 +263,21 @@ class _TimeoutType(Value):
 Timeout: Final = _TimeoutType()
 """The message a `Server` receives in `handle_info` when its idle timeout expires."""
 
+
+class CallProgress(Value):
+    """Sent by a callee that accepted a call whose answer will take long (an agent's turn): a
+    caller using `call`'s default timeout then waits without limit."""
+
+    __slots__ = ("ref",)
+    __match_args__ = ("ref",)
+    ref: Ref
+
+    def __init__(self, ref: Ref) -> None:
+        super().__init__(ref)
+
+
 VALUE_TYPES: tuple[type[Value], ...] = (
     Pid, Ref, Crash, From, Exit, Down, CallRequest, CastRequest, _TimeoutType, CodeChange,
-    GroupChange,
+    GroupChange, CallProgress,
 )  # fmt: skip
 """Extension-type codes on the wire are 1 + the index in this tuple: never reorder it."""

@@ -321,3 +321,22 @@ def test_process_groups_are_joined_at_start() -> None:
             assert pid in legion.pg.get_members(("agents-pool", "test"))
         finally:
             legion.stop(pid)
+
+
+def test_an_agent_turn_lifts_the_default_call_timeout_of_a_caller_that_did_not_start_it() -> None:
+    import time
+
+    from legion.supervisor import api, client
+
+    def slow(request: testing.Request) -> dict[str, object]:
+        time.sleep(0.3)  # a slow model: longer than the caller's timeout below
+        return returns("late but fine")
+
+    with testing.FunctionModel(slow):
+        pid = legion.start_link(NoToolAgent)
+        assert pid is not None
+        api.AGENTS.discard(pid)  # as if another process had started it
+        assert api.unwrap_reply(client.get().call(pid, "hi", 0.05, extendable=True)) == (
+            "late but fine"
+        )
+        legion.stop(pid)

@@ -184,3 +184,16 @@ def spin() -> None:
     """Burn CPU in C-level code forever (never returns to the loop)."""
     while True:
         sum(range(1_000_000))
+
+
+class Progressing(legion.Server):
+    """Accepts a long call: tells the caller it is working, then answers late."""
+
+    def handle_call(self, request: Any, from_: legion.From) -> Any:
+        import time
+
+        from legion.supervisor.terms import CallProgress
+
+        legion.send(from_.pid, CallProgress(from_.ref))
+        time.sleep(request)
+        return "done"

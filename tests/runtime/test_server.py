@@ -225,3 +225,17 @@ def test_stop_times_out_on_a_process_that_does_not_end() -> None:
     with pytest.raises(legion.CallTimeout):
         legion.stop(busy, timeout=0.05)
     kill_and_wait(busy)
+
+
+def test_call_progress_lifts_an_extendable_timeout_only() -> None:
+    from procs import Progressing
+
+    from legion.supervisor import client
+
+    pid = legion.start(Progressing)
+    assert pid is not None
+    endpoint = client.get()
+    assert endpoint.call(pid, 0.3, 0.05, extendable=True) == "done"
+    with pytest.raises(legion.CallTimeout):
+        endpoint.call(pid, 0.3, 0.05)
+    kill_and_wait(pid)
