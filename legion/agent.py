@@ -121,8 +121,6 @@ class Agent(Server):
 
         arg = _start_arg(cls, task, config)
         extra: dict[str, Any] = {} if shutdown is None else {"shutdown": shutdown}
-        if name is not None:
-            api.AGENTS.add(name)
         return child_spec(cls, arg, id=id, restart=restart, name=name, **extra)
 
     @classmethod
@@ -446,13 +444,9 @@ def _start_arg(agent: type[Agent], task: Any, options: dict[str, Any]) -> dict[s
 
 
 def _remember(pid: Pid | None, name: str | None) -> None:
-    if pid is not None:
-        api.AGENTS.add(pid)
-        agent = current()
-        if agent is not None:
-            agent.children.append(pid)
-    if name is not None:
-        api.AGENTS.add(name)
+    agent = current()
+    if pid is not None and agent is not None:
+        agent.children.append(pid)
 
 
 def start_agent(
@@ -509,7 +503,6 @@ def unwrap_turn(reply: dict[str, Any]) -> Any:
 
 
 def _forget(pid: Pid) -> None:
-    api.AGENTS.discard(pid)
     agent = current()
     if agent is not None and pid in agent.children:
         agent.children.remove(pid)

@@ -18,9 +18,6 @@ from .terms import CodeChange, From, Pid, Ref
 
 Dest = Pid | str
 
-AGENTS: set[Pid | str] = set()
-"""Pids and names of agents this process started: `call` waits on them without a limit."""
-
 
 class _DefaultTimeout(float):
     """`call`'s default: 5 s for a server, no limit for an agent started by this process.
@@ -35,10 +32,9 @@ _TURN_KEY = "$legion.turn"
 
 def _call_timeout(dest: Dest, timeout: Any) -> tuple[float | None, bool]:
     """(timeout, extendable): the default is 5 s, lifted when the callee reports that it
-    accepted a long call (an agent's turn sends `CallProgress`); no limit for agents this
-    process started."""
+    accepted a long call (an agent sends `CallProgress` when it accepts a turn)."""
     if timeout is _DEFAULT_TIMEOUT:
-        return (None, False) if dest in AGENTS else (5.0, True)
+        return 5.0, True
     if type(timeout) is _DefaultTimeout:
         return float(timeout), False
     result: float | None = timeout
@@ -304,7 +300,6 @@ def stop(dest: Dest, reason: Any = "normal", timeout: float | None = 5.0) -> Non
     A `Server` runs `terminate(reason)` first. Raises `NoProc` if `dest` is not alive,
     `CallTimeout` if it has not ended within `timeout`.
     """
-    AGENTS.discard(dest)
     _endpoint().stop(dest, reason, timeout)
 
 
