@@ -218,7 +218,7 @@ async def _step(
             raise _Failure(eval_failure(value, limit))
         return "return", value, None
     code = obj.get("code")
-    if action in EVAL_ACTIONS and isinstance(code, str) and code.strip():
+    if action in EVAL_ACTIONS and isinstance(code, str) and code != "":  # only "" is no code
         token = CURRENT_ACTION.set(action)
         try:
             ev = await s.evaluate(code, bindings)
