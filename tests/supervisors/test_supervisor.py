@@ -558,3 +558,41 @@ def test_S49_code_change_reruns_init_updates_flags_and_specs_adds_without_starti
     legion.exit(a, "kill")  # max_restarts is 0 now: the first restart is one too many
     wait_down(ref)
     assert wait_exit(sup).reason == "shutdown"
+
+
+@pytest.mark.parametrize("upgrade_to_significant", [True, False])
+def test_S49_an_upgrade_changes_significance_and_auto_shutdown(
+    sups: Any, tmp_path: Any, upgrade_to_significant: bool
+) -> None:
+    """significant_upgrade_*: after code_change, a child's normal exit shuts the supervisor down
+    exactly when the new spec makes it significant under auto_shutdown=any_significant."""
+    import json
+
+    from workers import FileSup
+
+    path = tmp_path / "sup.json"
+
+    def write(significant: bool, auto_shutdown: str) -> None:
+        flags = {"auto_shutdown": auto_shutdown}
+        children = [["a", "transient", significant], ["b", "permanent"]]
+        path.write_text(json.dumps({"children": children, "flags": flags}))
+
+    if upgrade_to_significant:
+        write(False, "never")
+    else:
+        write(True, "any_significant")
+    sup = sups.start(cls=FileSup, arg=str(path))
+    if upgrade_to_significant:
+        write(True, "any_significant")
+    else:
+        write(False, "never")
+    legion.code_change(sup)
+    assert S.get_childspec(sup, "a").significant is upgrade_to_significant
+    ref = legion.monitor(pids(sup)["a"])
+    legion.call(pids(sup)["a"], ("die", "normal"))
+    wait_down(ref)
+    if upgrade_to_significant:
+        assert wait_exit(sup).reason == "shutdown"
+    else:
+        assert S.count_children(sup)["specs"] == 2  # still running; a stays, not restarted
+        assert nothing_pending(lambda m: isinstance(m, legion.Exit) and m.pid == sup)

@@ -117,7 +117,7 @@ def pg_member(arg: Any) -> None:
 class FileSup(legion.Supervisor):
     """Reads its children and flags from a JSON file each time `init` runs (for code_change).
 
-    File: {"children": [[tag, restart], ...], "flags": {...}} or "garbage".
+    File: {"children": [[tag, restart(, significant)], ...], "flags": {...}} or "garbage".
     """
 
     vsn = 2
@@ -130,7 +130,9 @@ class FileSup(legion.Supervisor):
         if data == "garbage":
             return 42
         children = [
-            legion.child_spec(Worker, {"tag": tag}, id=tag, restart=restart)
-            for tag, restart in data["children"]
+            legion.child_spec(
+                Worker, {"tag": tag}, id=tag, restart=restart, significant=bool(rest and rest[0])
+            )
+            for tag, restart, *rest in data["children"]
         ]
         return legion.SupervisorSpec(children=children, **data.get("flags", {}))
