@@ -518,6 +518,25 @@ def _dispose(pid: Pid) -> None:
         _forget(pid)
 
 
+async def _shielded_dispose(pid: Pid) -> None:
+    """Stop a one-shot agent even when the caller was cancelled (a `parallel` timeout): the
+    stop runs shielded, bounded; an agent that does not stop in time is killed."""
+    import sniffio
+
+    if sniffio.current_async_library() == "trio":
+        import trio
+
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(10) as scope:
+                await _adispose(pid)
+            if scope.cancelled_caught:
+                api.exit(pid, "kill")
+    else:
+        import asyncio
+
+        await asyncio.shield(_adispose(pid))
+
+
 async def _adispose(pid: Pid) -> None:
     try:
         await api.aunlink(pid)
@@ -547,7 +566,7 @@ async def aexecute(agent: Any, task: Any, *, timeout: float | None = None, **con
     try:
         return await api.acall(pid, task, timeout)
     finally:
-        await _adispose(pid)
+        await _shielded_dispose(pid)
 
 
 def get_messages(dest: Pid | str, timeout: float | None = 5.0) -> list[dict[str, Any]]:

@@ -41,9 +41,10 @@ class AgentTool(Tool):
             '        return its handle, for call/cast in later steps."""',
             "    def cast(self, handle: str, message) -> None:",
             '        """Send a sub-agent a message without waiting for the result."""',
-            "    def parallel(self, tasks: list[tuple[str, object]]) -> list:",
+            "    def parallel(self, tasks: list[tuple[str, object]], timeout: float | None = None)"
+            " -> list:",
             '        """Run several one-shot sub-agents at once; results in input order. Serial',
-            '        calls cost N turns, parallel costs about one."""',
+            '        calls cost N turns, parallel costs about one. `timeout` in seconds."""',
             "    def pipeline(self, steps: list[tuple[str, str]]) -> object:",
             '        """Run sub-agents in order; a step task containing "{previous}" gets the',
             '        previous result substituted. Returns the last result."""',
@@ -82,12 +83,13 @@ class AgentTool(Tool):
             raise ValueError(f"unknown sub-agent handle {handle!r}; known: {list(self._handles)}")
         api.cast(self._handles[handle], message)
 
-    async def parallel(self, tasks: list[Any]) -> list[Any]:
-        """Run one-shot sub-agents at once; results in input order."""
+    async def parallel(self, tasks: list[Any], timeout: float | None = None) -> list[Any]:
+        """Run one-shot sub-agents at once; results in input order. With `timeout` (seconds),
+        the sub-agents still running then are stopped and the call fails."""
         from legion import agent as agent_module
 
         pairs = [(self._agent(name), task) for name, task in tasks]
-        return await agent_module.aparallel(pairs)
+        return await agent_module.aparallel(pairs, timeout)
 
     async def pipeline(self, steps: list[Any]) -> Any:
         """Run sub-agents in order, threading "{previous}" through the task texts."""

@@ -242,3 +242,29 @@ def test_sub_agents_inherit_configure_but_not_the_parents_start_options() -> Non
         "OrchestratorAgent": "openai:parent-only",
         "WorkerAgent": "openai:from-configure",
     }
+
+
+def test_agent_tool_parallel_timeout_fails_the_tool_call_in_the_sandbox() -> None:
+    import threading
+
+    release = threading.Event()
+    code = (
+        "try:\n"
+        "    AgentTool.parallel([('WorkerAgent', 'a')], timeout=0.3)\n"
+        "    r = 'finished'\n"
+        "except Exception:\n"
+        "    r = 'timed out'\n"
+        "r"
+    )
+
+    def answer(request: testing.Request) -> dict[str, object]:
+        if request.agent == "WorkerAgent":
+            release.wait(30)
+            return returns("late")
+        return eval_and_complete(code)
+
+    with testing.FunctionModel(answer):
+        try:
+            assert legion.execute(OrchestratorAgent, "fan out, but not for long") == "timed out"
+        finally:
+            release.set()
