@@ -224,3 +224,14 @@ class NotesAgent(legion.Agent):
     """Keeps notes with NotesTool."""
 
     tools = [NotesTool]
+
+
+class NotesOrchestrator(legion.Agent):
+    """Delegates note taking to NotesAgent and keeps notes of its own."""
+
+    tools = [AgentTool, NotesTool]
+
+    def tool_config(self, tool: Any) -> dict[str, Any]:
+        if tool is AgentTool:
+            return {"agents": [NotesAgent]}
+        return {}

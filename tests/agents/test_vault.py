@@ -86,3 +86,26 @@ def test_a_put_in_a_sync_tool_is_seen_by_later_calls_and_never_reaches_the_start
     with testing.ScriptedModel(steps):
         assert legion.execute(NotesAgent, "take a note, then read it") == "curious"
     assert legion.vault.get("mood") is None
+
+
+def test_a_sub_agent_inherits_the_vault_and_its_writes_stay_in_it() -> None:
+    from agents_for_tests import NotesOrchestrator
+
+    legion.vault.init("current_user", {"id": 5})
+    orchestrator_code = (
+        "seen = AgentTool.call('NotesAgent', 'who is the user?')\n"
+        "[seen, NotesTool.recall('mood'), NotesTool.recall('current_user')]"
+    )
+    sub_agent_code = "NotesTool.remember('mood', 'busy')\nNotesTool.recall('current_user')"
+
+    def answer(request: testing.Request) -> dict[str, object]:
+        if request.agent == "NotesAgent":
+            return eval_and_complete(sub_agent_code)
+        return eval_and_complete(orchestrator_code)
+
+    with testing.FunctionModel(answer):
+        seen, mood_in_parent, user_in_parent = legion.execute(NotesOrchestrator, "delegate")
+    assert seen == {"id": 5}  # the sub-agent read the context its parent inherited
+    assert mood_in_parent is None  # the sub-agent's write did not reach its parent
+    assert user_in_parent == {"id": 5}
+    assert legion.vault.get("mood") is None
