@@ -152,3 +152,21 @@ def test_signature_defaults_that_may_hold_secrets_stay_out_of_the_prompt() -> No
     assert "sk-live" not in text
     assert "api_key: str = ..." in text
     assert "retries: int = 3" in text and "strict: bool = True" in text
+
+
+def test_prompt_sections_come_in_legions_order() -> None:
+    """legion.md §3.5: how you work, prefer code, variable lifetime, constraints, role, tools."""
+    prompt = _prompt([MathTool()])
+    markers = [
+        "## How you work",
+        "**Prefer writing code",
+        "**Variables persist**",
+        "**Constraints:**",
+        "## Who you are",
+        "My role.",
+        "## Available Tools",
+        "### MathTool",
+    ]
+    positions = [prompt.index(marker) for marker in markers]
+    assert positions == sorted(positions)
+    assert "## Available Tools" not in _prompt([])
