@@ -113,6 +113,17 @@ def describe(table: ToolTable) -> dict[str, list[str]]:
 # --- child side --------------------------------------------------------------------------------
 
 
+UNTIMED = "__legion_untimed__"
+
+
+def untimed(fn: Any) -> Any:
+    """Mark a tool function whose waiting does not count against the evaluation's timeout
+    (a human's answer, say). The child's CPU limit still applies; the tool should have a
+    timeout of its own."""
+    setattr(fn, UNTIMED, True)
+    return fn
+
+
 class ToolError(Exception):
     """A tool raised, or refused the call; the message is the tool's."""
 

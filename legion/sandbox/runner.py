@@ -30,7 +30,7 @@ from . import protocol
 from .errors import SandboxCrashed, SandboxUnavailable
 from .outcome import Bindings, ErrorKind, Evaluation
 from .protocol import Call, Exited, Limits, Ready, Refused, Reply, Request, Result, Spawned
-from .proxy import ToolTable
+from .proxy import UNTIMED, ToolTable
 from .zygote import BOOTSTRAP
 
 MIB = 1024 * 1024
@@ -497,7 +497,9 @@ async def call_tool_trio(fn: Callable[..., Any], args: list[Any], kwargs: dict[s
     return result
 
 
-async def _serve_call(child: Child, call: Call, tools: ToolTable, caller: ToolCaller) -> None:
+async def _serve_call(
+    child: Child, call: Call, tools: ToolTable, caller: ToolCaller, scope: trio.CancelScope
+) -> None:
     fns = tools.get(call.tool)
     if fns is None:
         raise _Violation(f"the sandbox called an unknown tool {call.tool!r}")
@@ -505,7 +507,15 @@ async def _serve_call(child: Child, call: Call, tools: ToolTable, caller: ToolCa
     if fn is None:
         raise _Violation(f"the sandbox called an unknown function {call.tool}.{call.fn}")
     try:
-        value = await caller(fn, call.args, call.kwargs)
+        if getattr(fn, UNTIMED, False):  # its waiting does not count against the timeout
+            deadline, started = scope.deadline, trio.current_time()
+            scope.deadline = math.inf
+            try:
+                value = await caller(fn, call.args, call.kwargs)
+            finally:
+                scope.deadline = deadline + (trio.current_time() - started)
+        else:
+            value = await caller(fn, call.args, call.kwargs)
         reply = Reply(call.id, True, value)
         data_ok = True
         try:
@@ -589,7 +599,7 @@ async def exchange(
                     raise _Violation(
                         f"too many tool calls (more than {protocol.MAX_TOOL_CALLS})", "forbidden"
                     )
-                await _serve_call(child, msg, tools, caller)
+                await _serve_call(child, msg, tools, caller, scope)
         except _Violation as exc:
             failure = (exc.kind, str(exc))
             child.kill()

@@ -16,12 +16,14 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from legion.sandbox.proxy import untimed
 from legion.tool import Tool
 
 
 class HumanTool(Tool):
     """Ask a human for input. Use with eval_and_continue so you can read the answer."""
 
+    @untimed  # a person's answer does not count against sandbox_timeout (Legion's hole 6a)
     async def ask(self, question: str) -> str:
         """Asks the human `question` and returns their answer (blocks until they answer)."""
         import trio

@@ -268,3 +268,25 @@ def test_agent_tool_parallel_timeout_fails_the_tool_call_in_the_sandbox() -> Non
             assert legion.execute(OrchestratorAgent, "fan out, but not for long") == "timed out"
         finally:
             release.set()
+
+
+def test_a_human_answer_does_not_count_against_the_sandbox_timeout() -> None:
+    """Legion's hole 6a, not copied: the sandbox timeout is 0.5 s, the human answers later."""
+    import time
+
+    steps = [
+        eval_and_continue("answer = HumanTool.ask('Proceed?')\nanswer"),
+        returns("ok"),
+        returns("second"),
+    ]
+    with testing.ScriptedModel(steps) as model:
+        pid = legion.start_link(HumanAgent, sandbox_timeout=0.5)
+        try:
+            legion.cast(pid, "do it")
+            _question()
+            time.sleep(1.0)  # the person takes longer than the sandbox timeout
+            assert legion.respond(pid, "yes") is True
+            assert legion.call(pid, "and?") == "second"
+        finally:
+            legion.stop(pid)
+    assert "yes" in model.requests[1].last
