@@ -109,3 +109,25 @@ def test_strict_mode_only_when_every_property_is_required() -> None:
     assert llm.strict_compatible(action_schema(["return"], None))
     optional = {"type": "object", "properties": {"a": {"type": "string"}}, "required": []}
     assert not llm.strict_compatible(action_schema(["return"], optional))
+
+
+def test_the_action_object_is_read_from_content_or_a_structured_output_tool_call() -> None:
+    from types import SimpleNamespace as NS
+
+    from legion.llm import LLMError, _extract
+
+    def response(message: object) -> object:
+        return NS(choices=[NS(message=message)])
+
+    action = {"action": "return", "code": "", "result": 1}
+    as_content = NS(content=json.dumps(action), tool_calls=None)
+    assert _extract(response(as_content)) == action
+    call = NS(function=NS(name="structured_output", arguments=json.dumps(action)))
+    as_tool_call = NS(
+        content=None, tool_calls=[NS(function=NS(name="other", arguments="{}")), call]
+    )
+    assert _extract(response(as_tool_call)) == action
+    with pytest.raises(LLMError, match="no structured object"):
+        _extract(response(NS(content=None, tool_calls=[])))
+    with pytest.raises(LLMError, match="not valid JSON"):
+        _extract(response(NS(content="{not json", tool_calls=None)))
