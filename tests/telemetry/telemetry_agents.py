@@ -1,0 +1,19 @@
+"""Agents used by the telemetry tests (workers import them by module path)."""
+
+from __future__ import annotations
+
+import legion
+
+
+class CounterTool(legion.Tool):
+    """Counts things."""
+
+    def add(self, a: int, b: int) -> int:
+        """Adds two numbers."""
+        return a + b
+
+
+class TelemetryAgent(legion.Agent):
+    """Adds numbers with CounterTool."""
+
+    tools = [CounterTool]
