@@ -17,3 +17,13 @@ class TelemetryAgent(legion.Agent):
     """Adds numbers with CounterTool."""
 
     tools = [CounterTool]
+
+
+class Flaky(legion.Server):
+    """A supervised child for the demo workload: crashes when told to, and is restarted."""
+
+    def init(self, arg: object) -> object:
+        return None
+
+    def handle_cast(self, message: object) -> object:
+        raise RuntimeError("told to crash")
