@@ -102,6 +102,10 @@ _context: dict[str, Any] = {}
 _forward: Callable[[Event, dict[str, Any], dict[str, Any]], None] | None = None
 _forward_pid = -1
 
+ENABLED = os.environ.get("LEGION_TELEMETRY", "1") != "0"
+"""`LEGION_TELEMETRY=0` in the environment of the application (before the node starts) turns
+every `emit` into a no-op: no events, no metrics fed by events (used to measure the cost)."""
+
 
 def _rebuild() -> None:
     _index.clear()
@@ -202,6 +206,8 @@ def emit(
     metadata: Mapping[str, Any] | None = None,
 ) -> None:
     """Emit `event`: call this process's handlers, and forward it to the node from a process."""
+    if not ENABLED:
+        return
     meas = dict(measurements) if measurements else {}
     meta = {**_context, **metadata} if metadata else dict(_context)
     dispatch(event, meas, meta)
