@@ -195,12 +195,13 @@ def telemetry_figure(mode: str, turns: int) -> None:
 
 def telemetry_figures(turns: int) -> dict[str, list[float]]:
     """Turns per second with telemetry off, with the node's metrics, and with the default logger
-    too; each mode in its own application (and node), interleaved twice, best of the two."""
+    too; each mode in its own application (and node), three rounds in rotated order, best of 3."""
     import os
 
     results: dict[str, list[list[float]]] = {"off": [], "metrics": [], "logger": []}
-    for _ in range(2):
-        for mode in results:
+    modes = list(results)
+    for rep in range(3):
+        for mode in modes[rep:] + modes[:rep]:  # each mode takes each position once
             env = dict(os.environ, LEGION_TELEMETRY="0" if mode == "off" else "1")
             out = subprocess.run(
                 [sys.executable, __file__, "--telemetry-mode", mode, str(turns)],

@@ -244,7 +244,7 @@ def _find_forward() -> Callable[[Event, dict[str, Any], dict[str, Any]], None] |
     from .supervisor import wire
 
     def to_node(event: Event, meas: dict[str, Any], meta: dict[str, Any]) -> None:
-        worker.send_frame(wire.Telemetry(list(event), meas, plain(meta)))
+        worker.queue_event(wire.encode(wire.Telemetry(list(event), meas, plain(meta))))
 
     _forward, _forward_pid = to_node, os.getpid()
     return to_node

@@ -292,6 +292,7 @@ class Node:
         self.all_gone = trio.Event()
         self._dirty: list[Conn] = []
         self.routed = 0  # messages, calls, casts and replies routed: read at scrape time
+        self._events: list[wire.Telemetry] = []  # received, counted at the next flush
         self.listeners: list[Proc] = []  # applications that attached telemetry handlers
         self.metrics_ports: dict[tuple[str, int], int] = {}
         from ..metrics import NodeMetrics
@@ -328,10 +329,17 @@ class Node:
         return Conn(stream, self._dirty)
 
     def flush(self) -> None:
-        """Write out what the last handlers queued, on every connection they touched."""
+        """Write out what the last handlers queued, on every connection they touched.
+
+        Telemetry from processes is counted after that, off the path of the messages routed.
+        """
         dirty = self._dirty
         while dirty:
             dirty.pop().flush()
+        if self._events:
+            self._count_events()
+            while dirty:
+                dirty.pop().flush()
 
     async def accept_app(self, stream: trio.SocketStream) -> None:
         """Serve one application connection until it closes."""
@@ -501,12 +509,17 @@ class Node:
                 app.conn.push(frame)
 
     def on_telemetry(self, proc: Proc, msg: wire.Telemetry) -> None:
-        event = tuple(msg.event)
-        if event == telemetry.AGENT_STARTED:
+        if msg.event[-1] == "started" and tuple(msg.event) == telemetry.AGENT_STARTED:
             proc.agent = str(msg.metadata.get("agent", "unknown"))[:100]
             proc.run_ids = (msg.metadata.get("run_id"), msg.metadata.get("parent_run_id"))
-        telemetry.dispatch(event, msg.measurements, msg.metadata)
-        self.telemetry_sink(event, msg.measurements, msg.metadata)
+        self._events.append(msg)
+
+    def _count_events(self) -> None:
+        events, self._events = self._events, []
+        for msg in events:
+            event = tuple(msg.event)
+            telemetry.dispatch(event, msg.measurements, msg.metadata)
+            self.telemetry_sink(event, msg.measurements, msg.metadata)
 
     def on_telemetry_subscribe(self, proc: Proc, msg: wire.TelemetrySubscribe) -> None:
         if msg.on and proc not in self.listeners:
