@@ -4,7 +4,7 @@ This module is the public face. The runtime lives in `legion.supervisor`, the sa
 `legion.sandbox` (imported on first use: `import legion.sandbox`).
 """
 
-from legion import vault
+from legion import telemetry, vault
 from legion.agent import (
     Agent,
     AgentCancelled,
@@ -193,6 +193,7 @@ __all__ = [
     "start",
     "start_link",
     "stop",
+    "telemetry",
     "then",
     "trap_exit",
     "unlink",

@@ -15,13 +15,14 @@ import contextvars
 import importlib
 import math
 import sys
+import time
 import types
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar
 
 from . import config as _config
-from . import vault
+from . import telemetry, vault
 from .errors import LegionError
 from .loop import Conversation, TurnSettings, run_turn
 from .prompt import ACTIONS, action_schema
@@ -143,6 +144,9 @@ class Agent(Server):
         vault.install(arg.get("vault", {}))
         self.run_id: str = uuid.uuid4().hex
         self.parent_run_id: str | None = arg.get("parent_run_id")
+        telemetry.set_context(
+            agent=type(self).__qualname__, run_id=self.run_id, parent_run_id=self.parent_run_id
+        )
         self.owner: Pid | None = arg.get("owner")
         self.settings_config: dict[str, Any] = arg["config"]
         self.children: list[Pid] = []
@@ -152,7 +156,10 @@ class Agent(Server):
         self.tool_instances = [instantiate(t, self.tool_config(t) or {}) for t in cls.tools]
         self.tool_table = {
             short_name(t): types.SimpleNamespace(
-                **{name: _off_loop(fn) for name, fn in public_functions(t).items()}
+                **{
+                    name: _timed(short_name(t), name, _off_loop(fn))
+                    for name, fn in public_functions(t).items()
+                }
             )
             for t in self.tool_instances
         }
@@ -193,6 +200,7 @@ class Agent(Server):
                 await pg.ajoin(group, api.self())
         if arg.get("task") is not None:
             self._send.send_nowait((arg["task"], None))
+        telemetry.emit(telemetry.AGENT_STARTED, {"system_time": time.time()})
         return None
 
     async def _turns(self) -> None:
@@ -201,7 +209,15 @@ class Agent(Server):
 
         try:
             async for message, from_ in self._inbox:
-                status, value = await run_turn(self.conversation, message, self.turn_settings)
+                before = len(self.conversation.messages)
+                with telemetry.span(telemetry.MESSAGE, {"message": message}) as info:
+                    status, value = await run_turn(self.conversation, message, self.turn_settings)
+                    info["outcome"] = status
+                    info["iterations"] = sum(
+                        1 for m in self.conversation.messages[before:] if m["role"] == "assistant"
+                    )
+                    if status == "cancel":
+                        info["reason"] = value
                 if self.observer is not None:
                     self._notify({"type": "legion.turn_done", "status": status, "value": value})
                 if from_ is not None:
@@ -244,6 +260,21 @@ class Agent(Server):
         return {TURN_KEY: [status, value, path]}
 
     async def _ask(self, messages: list[dict[str, Any]], meta: dict[str, Any]) -> Any:
+        cfg = self.settings_config
+        model = cfg["model"] if isinstance(cfg["model"], str) else type(cfg["model"]).__name__
+        with telemetry.span(
+            telemetry.LLM_REQUEST,
+            {"model": model, "message_count": len(messages), "iteration": meta.get("iteration")},
+        ) as info:
+            obj, usage = await self._generate(messages, meta)
+            info.measurements["input_tokens"] = usage.prompt_tokens
+            info.measurements["output_tokens"] = usage.completion_tokens
+            if usage.cost:
+                info.measurements["cost_usd"] = usage.cost
+            info["object"] = obj
+        return obj, usage
+
+    async def _generate(self, messages: list[dict[str, Any]], meta: dict[str, Any]) -> Any:
         from . import llm
 
         cfg = self.settings_config
@@ -267,12 +298,17 @@ class Agent(Server):
         from .sandbox import aevaluate
 
         timeout = self.settings_config["sandbox_timeout"]
-        return await aevaluate(
-            code,
-            tools=self.tool_table,
-            bindings=bindings,
-            timeout=1e7 if math.isinf(timeout) else float(timeout),
-        )
+        with telemetry.span(telemetry.SANDBOX_EVAL, {"code": code}) as info:
+            ev = await aevaluate(
+                code,
+                tools=self.tool_table,
+                bindings=bindings,
+                timeout=1e7 if math.isinf(timeout) else float(timeout),
+            )
+            info["outcome"] = "ok" if ev.ok else (ev.error_kind or "exception")
+            if not ev.ok:
+                info["error"] = ev.error
+        return ev
 
     def handle_call(self, request: Any, from_: From) -> Any:
         if _is_control(request):
@@ -356,6 +392,20 @@ def _off_loop(fn: Callable[..., Any]) -> Callable[..., Any]:
         return await trio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
 
     return run
+
+
+def _timed(tool: str, function: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A tool function that emits `("legion", "tool", "call", ...)` around each call."""
+    import functools
+
+    @functools.wraps(fn)
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        with telemetry.span(telemetry.TOOL_CALL, {"tool": tool, "function": function}) as info:
+            result = await fn(*args, **kwargs)
+            info["outcome"] = "ok"
+        return result
+
+    return call
 
 
 _CURRENT: Agent | None = None

@@ -22,13 +22,23 @@ def main(argv: list[str] | None = None) -> int:
         help="run a node controller as a service; applications join with LEGION_NODE=<socket>",
     )
     node.add_argument("--socket", default=default_socket(), help="Unix socket path to listen on")
+    node.add_argument(
+        "--metrics-port", type=int, help="serve Prometheus metrics on http://HOST:PORT/metrics"
+    )
+    node.add_argument(
+        "--metrics-host", default="127.0.0.1", help="address for --metrics-port (default loopback)"
+    )
     commands.add_parser("sandbox", help="evaluate Python code in the sandbox", add_help=False)
     commands.add_parser("run", help="run an agent on a task, showing each step", add_help=False)
     args, rest = parser.parse_known_args(argv)
     if args.command == "node":
         from legion.supervisor import node as node_module
 
-        node_module.main(["--socket", args.socket])
+        node_args = ["--socket", args.socket]
+        if args.metrics_port is not None:
+            node_args += ["--metrics-port", str(args.metrics_port)]
+            node_args += ["--metrics-host", args.metrics_host]
+        node_module.main(node_args)
         return 0
     if args.command == "run":
         from legion.run import main as run_main

@@ -30,7 +30,7 @@ DEFAULTS: dict[str, Any] = {
 """Built-in defaults. `sandbox_timeout` and `llm_timeout` are seconds; `max_message_length` is
 in UTF-8 bytes. `math.inf` (or the string "infinity") disables a timeout or the length cap."""
 
-KNOWN_KEYS = frozenset(DEFAULTS) | {"share_bindings"}
+KNOWN_KEYS = frozenset(DEFAULTS) | {"share_bindings", "metrics_port"}
 
 _GLOBAL: dict[str, Any] = {}
 
@@ -48,6 +48,13 @@ def configure(**options: Any) -> None:
     _validate(merged, partial=True)
     _GLOBAL.clear()
     _GLOBAL.update(merged)
+    if options.get("metrics_port") is not None:
+        from legion.supervisor import process
+
+        if process.current() is None:  # the application: the node serves /metrics from now on
+            from legion import telemetry
+
+            telemetry.serve_metrics(options["metrics_port"])
 
 
 def global_config() -> dict[str, Any]:
@@ -149,7 +156,15 @@ _CHECKS: dict[str, Any] = {
     "binding_scope": _binding_scope,
     "max_message_length": _max_message_length,
     "share_bindings": _share,
+    "metrics_port": lambda v: _metrics_port(v),
 }
+
+
+def _metrics_port(value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
+        raise ConfigError(f"metrics_port must be a TCP port (0 for any free port), got {value!r}")
 
 
 def _non_negative_int(key: str, value: Any) -> None:

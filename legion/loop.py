@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import telemetry
 from .llm import LLMError, Usage
 
 __all__ = [
@@ -164,14 +165,24 @@ async def run_turn(conv: Conversation, message: Any, s: TurnSettings) -> tuple[s
         while True:
             if iteration >= cfg["max_iterations"]:
                 return "cancel", "reached_max_iterations"
-            try:
-                outcome = await _step(conv, s, iteration, bindings)
-            except _Failure as failure:
-                if retries >= cfg["max_retries"]:
-                    return "cancel", "reached_max_retries"
-                conv.messages.append({"role": "user", "content": failure.text})
-                retries += 1
-                continue
+            step: dict[str, Any] = {"action": None}
+            with telemetry.span(
+                telemetry.ITERATION,
+                {"agent": s.agent_name, "iteration": iteration, "retries": retries},
+            ) as info:
+                try:
+                    outcome = await _step(conv, s, iteration, bindings, step)
+                except _Failure as failure:
+                    info["action"] = step["action"]
+                    info["outcome"] = "failure"
+                    info["retried"] = retries < cfg["max_retries"]
+                    if retries >= cfg["max_retries"]:
+                        return "cancel", "reached_max_retries"
+                    conv.messages.append({"role": "user", "content": failure.text})
+                    retries += 1
+                    continue
+                info["action"] = step["action"]
+                info["outcome"] = outcome[0]
             kind, value, new_bindings = outcome
             if kind == "continue":
                 bindings = None if scope == "iteration" else new_bindings
@@ -186,7 +197,7 @@ async def run_turn(conv: Conversation, message: Any, s: TurnSettings) -> tuple[s
 
 
 async def _step(
-    conv: Conversation, s: TurnSettings, iteration: int, bindings: Any
+    conv: Conversation, s: TurnSettings, iteration: int, bindings: Any, step: dict[str, Any]
 ) -> tuple[str, Any, Any]:
     limit = s.config["max_message_length"]
     try:
@@ -202,6 +213,7 @@ async def _step(
             eval_failure(f"Response missing required 'action' field, got: {obj!r}", limit)
         )
     action = obj["action"]
+    step["action"] = action if isinstance(action, str) else repr(action)
     if action not in s.action_types:
         raise _Failure(
             eval_failure(

@@ -134,6 +134,10 @@ class Endpoint:
             )
         elif type(msg) is wire.CastIn:
             self.mailbox.append(CastRequest(wire.decode_term(msg.payload)))
+        elif type(msg) is wire.TelemetryIn:
+            from .. import telemetry
+
+            telemetry.dispatch(tuple(msg.event), msg.measurements, msg.metadata)
         else:
             self.dispatch_other(msg)
 
@@ -420,6 +424,11 @@ class Endpoint:
     async def aunregister(self, name: str) -> None:
         _check_name(name)
         await self._aacked(lambda r: wire.Unregister(r, name), name)
+
+    def serve_metrics(self, port: int, host: str = "127.0.0.1") -> int:
+        """Ask the node to serve `/metrics` on `host:port`; the port it listens on."""
+        value: int = self._acked(lambda r: wire.ServeMetrics(r, host, port), None)
+        return value
 
     def whereis(self, name: str) -> Pid | None:
         _check_name(name)

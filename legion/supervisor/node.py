@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import array
 import contextlib
+import functools
 import itertools
 import logging
 import os
@@ -23,12 +24,14 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 import trio
 
+from .. import telemetry
 from . import wire
 from .hosted import Inbox
 from .terms import Pid, Ref
@@ -121,6 +124,7 @@ class Proc:
     """
 
     __slots__ = (
+        "agent",
         "alive",
         "calls_out",
         "conn",
@@ -135,6 +139,7 @@ class Proc:
         "pid",
         "pidfd",
         "reaped",
+        "run_ids",
         "start",
         "status",
         "stop_waiters",
@@ -168,6 +173,8 @@ class Proc:
         self.stop_waiters: list[tuple[Pid, int, Any]] = []
         self.reaped = trio.Event()
         self.status = 0
+        self.agent: str | None = None  # the agent class, once the process said it started one
+        self.run_ids: tuple[Any, Any] = (None, None)
 
 
 class Zygote:
@@ -284,6 +291,13 @@ class Node:
         self.nursery: trio.Nursery
         self.all_gone = trio.Event()
         self._dirty: list[Conn] = []
+        self.routed = 0  # messages, calls, casts and replies routed: read at scrape time
+        self._events: list[wire.Telemetry] = []  # received, counted at the next flush
+        self.listeners: list[Proc] = []  # applications that attached telemetry handlers
+        self.metrics_ports: dict[tuple[str, int], int] = {}
+        from ..metrics import NodeMetrics
+
+        self.metrics = NodeMetrics(self)
         self._handlers: dict[type, Callable[[Proc, Any], None]] = {
             wire.Spawn: self.on_spawn,
             wire.Send: self.on_send,
@@ -304,6 +318,9 @@ class Node:
             wire.InitDone: self.on_init_done,
             wire.Exiting: self.on_exiting,
             wire.Sync: self.on_sync,
+            wire.Telemetry: self.on_telemetry,
+            wire.TelemetrySubscribe: self.on_telemetry_subscribe,
+            wire.ServeMetrics: self.on_serve_metrics,
         }
 
     # -- connections -----------------------------------------------------------------------------
@@ -312,10 +329,17 @@ class Node:
         return Conn(stream, self._dirty)
 
     def flush(self) -> None:
-        """Write out what the last handlers queued, on every connection they touched."""
+        """Write out what the last handlers queued, on every connection they touched.
+
+        Telemetry from processes is counted after that, off the path of the messages routed.
+        """
         dirty = self._dirty
         while dirty:
             dirty.pop().flush()
+        if self._events:
+            self._count_events()
+            while dirty:
+                dirty.pop().flush()
 
     async def accept_app(self, stream: trio.SocketStream) -> None:
         """Serve one application connection until it closes."""
@@ -423,6 +447,11 @@ class Node:
             return
         proc.alive = False
         del self.procs[proc.pid]
+        if proc.is_app:
+            if proc in self.listeners:
+                self.listeners.remove(proc)
+        else:
+            self._exit_events(proc, reason)
         if proc.name is not None:
             self.names.pop(proc.name, None)
         if proc.start is not None:
@@ -454,6 +483,74 @@ class Node:
                 other.conn.push(wire.Ack(req, reason, None))
         proc.conn.close()
         self._check_all_gone()
+
+    def _exit_events(self, proc: Proc, reason: Any) -> None:
+        from ..metrics import reason_class
+
+        label = reason_class(reason)
+        now = {"system_time": time.time()}
+        meta = {"pid": proc.pid, "reason": label, "hosted": proc.host is not None}
+        if proc.agent is not None:
+            run_id, parent_run_id = proc.run_ids
+            agent_meta = {"agent": proc.agent, "run_id": run_id, "reason": label, "pid": proc.pid}
+            if parent_run_id is not None:
+                agent_meta["parent_run_id"] = parent_run_id
+            telemetry.emit(telemetry.AGENT_STOPPED, now, agent_meta)
+        telemetry.emit(telemetry.PROCESS_EXITED, now, meta)
+
+    # -- telemetry -------------------------------------------------------------------------------
+
+    def telemetry_sink(self, event: Any, measurements: dict[str, Any], metadata: Any) -> None:
+        """Where every event ends: the registry, then each application that subscribed."""
+        self.metrics.handle(event, measurements, metadata)
+        if self.listeners:
+            frame = wire.TelemetryIn(list(event), measurements, telemetry.plain(metadata))
+            for app in self.listeners:
+                app.conn.push(frame)
+
+    def on_telemetry(self, proc: Proc, msg: wire.Telemetry) -> None:
+        if msg.event[-1] == "started" and tuple(msg.event) == telemetry.AGENT_STARTED:
+            proc.agent = str(msg.metadata.get("agent", "unknown"))[:100]
+            proc.run_ids = (msg.metadata.get("run_id"), msg.metadata.get("parent_run_id"))
+        self._events.append(msg)
+
+    def _count_events(self) -> None:
+        events, self._events = self._events, []
+        for msg in events:
+            event = tuple(msg.event)
+            telemetry.dispatch(event, msg.measurements, msg.metadata)
+            self.telemetry_sink(event, msg.measurements, msg.metadata)
+
+    def on_telemetry_subscribe(self, proc: Proc, msg: wire.TelemetrySubscribe) -> None:
+        if msg.on and proc not in self.listeners:
+            self.listeners.append(proc)
+        elif not msg.on and proc in self.listeners:
+            self.listeners.remove(proc)
+
+    def on_serve_metrics(self, proc: Proc, msg: wire.ServeMetrics) -> None:
+        self.nursery.start_soon(self._serve_metrics, proc, msg)
+
+    async def _serve_metrics(self, proc: Proc, msg: wire.ServeMetrics) -> None:
+        try:
+            port = await self.start_metrics(msg.host, msg.port)
+        except OSError as exc:
+            proc.conn.push(wire.Ack(msg.req, f"cannot serve /metrics: {exc}", "bad_request"))
+        else:
+            proc.conn.push(wire.Ack(msg.req, port, None))
+        self.flush()
+
+    async def start_metrics(self, host: str, port: int) -> int:
+        """Serve `/metrics` on `host:port` (once per address); the port it listens on."""
+        from ..metrics import serve_metrics
+
+        for (served_host, asked), bound in self.metrics_ports.items():
+            if served_host == host and port in (0, asked, bound):
+                return bound
+        bound = await self.nursery.start(
+            functools.partial(serve_metrics, self.metrics.scrape, host, port)
+        )
+        self.metrics_ports[(host, port)] = bound
+        return int(bound)
 
     def deliver_exit(self, target: Proc, sender: Pid, reason: Any) -> None:
         """An exit signal from `sender` reaches `target` (OTP's table, research §2.2)."""
@@ -548,6 +645,11 @@ class Node:
             proc.conn.push(wire.Ack(msg.req, child.pid, None))
         if child.kill_reason is not None:
             self.kill(child, child.kill_reason)
+        telemetry.emit(
+            telemetry.PROCESS_SPAWNED,
+            {"system_time": time.time()},
+            {"pid": child.pid, "module": msg.module, "qualname": msg.qualname},
+        )
         self.flush()
         self.nursery.start_soon(child.conn.writer)
         self.nursery.start_soon(self.serve, child)
@@ -613,6 +715,7 @@ class Node:
         return self.procs.get(dest) if isinstance(dest, Pid) else None
 
     def on_send(self, proc: Proc, msg: wire.Send) -> None:
+        self.routed += 1
         target = self.resolve(msg.to)
         if target is not None:
             target.conn.push(wire.MessageIn(msg.payload))
@@ -621,11 +724,13 @@ class Node:
             proc.conn.push(wire.Ack(msg.req, None, error))
 
     def on_cast(self, proc: Proc, msg: wire.Cast) -> None:
+        self.routed += 1
         target = self.resolve(msg.to)
         if target is not None:
             target.conn.push(wire.CastIn(msg.payload))
 
     def on_call(self, proc: Proc, msg: wire.Call) -> None:
+        self.routed += 1
         target = self.resolve(msg.to)
         if target is None:
             proc.conn.push(wire.CallFailed(msg.ref, "noproc"))
@@ -638,6 +743,7 @@ class Node:
             target.conn.push(wire.CallIn(proc.pid, msg.ref, msg.payload))
 
     def on_reply(self, proc: Proc, msg: wire.Reply) -> None:
+        self.routed += 1
         caller = self.procs.get(msg.to)
         if caller is None or msg.ref not in caller.calls_out:
             return  # the caller gave up (timeout) or died: a late reply is dropped
@@ -788,24 +894,37 @@ def _status_reason(status: int) -> Any:
 # -- entry points ---------------------------------------------------------------------------------
 
 
-async def run_embedded(fd: int) -> None:
+def _install(node: Node) -> None:
+    """Events emitted inside the node (its own, its supervisors') go to its sink."""
+    telemetry.set_forward(node.telemetry_sink)
+
+
+async def run_embedded(fd: int, metrics_port: int | None = None) -> None:
     """Serve one application over the socket `fd`; stop everything when it disconnects."""
     node = Node()
+    _install(node)
     sock = socket.socket(fileno=fd)
     stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
     async with trio.open_nursery() as nursery:
         node.nursery = nursery
         await nursery.start(node.zygote.run)
+        if metrics_port is not None:
+            await node.start_metrics("127.0.0.1", metrics_port)
         await node.accept_app(stream)
         await node.shutdown()
         nursery.cancel_scope.cancel()
 
 
 async def run_service(
-    path: str, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    path: str,
+    metrics_port: int | None = None,
+    metrics_host: str = "127.0.0.1",
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve applications that connect to the Unix socket `path` until SIGINT/SIGTERM."""
     node = Node()
+    _install(node)
     if os.path.exists(path):
         os.unlink(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -818,6 +937,10 @@ async def run_service(
         async with trio.open_nursery() as nursery:
             node.nursery = nursery
             await nursery.start(node.zygote.run)
+            if metrics_port is not None:
+                port = await node.start_metrics(metrics_host, metrics_port)
+                print(f"legion node: /metrics on http://{metrics_host}:{port}/metrics",
+                      file=sys.stderr, flush=True)  # fmt: skip
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 nursery.start_soon(trio.serve_listeners, node.accept_app, listeners)
                 print(f"legion node {node.name} listening on {path}", file=sys.stderr, flush=True)
@@ -863,15 +986,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m legion.supervisor.node")
     parser.add_argument("--embedded-fd", type=int)
     parser.add_argument("--socket")
+    parser.add_argument("--metrics-port", type=int)
+    parser.add_argument("--metrics-host", default="127.0.0.1")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="legion node: %(message)s")
     _raise_fd_limit()
     _refuse_the_api_here()
     if args.embedded_fd is not None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        trio.run(run_embedded, args.embedded_fd)
+        trio.run(run_embedded, args.embedded_fd, args.metrics_port)
     else:
-        trio.run(run_service, args.socket)
+        trio.run(run_service, args.socket, args.metrics_port, args.metrics_host)
 
 
 if __name__ == "__main__":

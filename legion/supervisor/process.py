@@ -70,15 +70,42 @@ class Worker(Endpoint):
         self._poll = select.poll()
         self._poll.register(self._fd, select.POLLIN)
         self.base_tasks = 0  # trio tasks alive when the target starts: the loop's own and ours
+        self.events: list[bytes] = []  # telemetry frames not yet written (see `queue_event`)
 
     # -- the connection --------------------------------------------------------------------------
 
     def _write(self, data: bytes) -> None:
         try:
             with self._write_lock:
+                if self.events:  # queued telemetry goes first: the node sees frames in order
+                    data = b"".join([*self.events, data])
+                    self.events.clear()
                 wire.send_all(self._sock, data)
         except OSError:
             node_gone()
+
+    def queue_event(self, data: bytes) -> None:
+        """Queue a telemetry frame: it leaves with the next frame this process writes, or when
+        the loop next runs its callbacks, so a burst of events costs one send."""
+        with self._write_lock:
+            first = not self.events
+            self.events.append(data)
+        if first:
+            try:
+                self._token.run_sync_soon(self.flush_events)
+            except RuntimeError:  # the loop has finished: write now
+                self.flush_events()
+
+    def flush_events(self) -> None:
+        try:
+            with self._write_lock:
+                if not self.events:
+                    return
+                data = b"".join(self.events)
+                self.events.clear()
+                wire.send_all(self._sock, data)
+        except OSError:
+            pass  # the node is gone: the process learns it from its next read
 
     def pump(self) -> None:
         """Read whatever the node sent, without blocking, and file it."""

@@ -247,6 +247,7 @@ class Engine:
             await self.stop_all()
             return "shutdown"
         group = self.group_for(child)
+        _restart_event(self, child, reason)
         await self.stop_children([c for c in group if c is not child])
         await self.start_group(group)
         return _CONTINUE
@@ -484,6 +485,25 @@ def _start_error(id_: Any, error: Any) -> SupervisorError:
     if isinstance(error, tuple) and len(error) == 2 and error[0] == "already_started":
         return AlreadyStarted(f"child {id_!r}: its name is taken by {error[1]!r}", error[1])
     return StartChildError(f"child {id_!r} failed to start: {error}", error)
+
+
+def _restart_event(engine: Any, child: _Child, reason: Any) -> None:
+    """`("legion", "supervisor", "restart")`: emitted in the node, so it feeds the registry."""
+    from .. import telemetry
+    from ..metrics import reason_class
+
+    behaviour = getattr(engine, "behaviour", None)
+    name = type(behaviour).__qualname__ if behaviour is not None else type(engine).__qualname__
+    telemetry.emit(
+        telemetry.SUPERVISOR_RESTART,
+        {"system_time": time.time()},
+        {
+            "supervisor": name,
+            "pid": engine.host.pid,
+            "child": repr(child.spec.id)[:100],
+            "reason": reason_class(reason),
+        },
+    )
 
 
 async def call_init(behaviour: Any, arg: Any) -> Any:

@@ -198,6 +198,28 @@ class Exiting(_Frame):
     reason: Any
 
 
+class Telemetry(_Frame):
+    """A telemetry event emitted in a process (`legion.telemetry`); never acknowledged."""
+
+    event: list[str]
+    measurements: dict[str, Any]
+    metadata: dict[str, Any]
+
+
+class TelemetrySubscribe(_Frame):
+    """An application asks the node to forward every telemetry event to it (or to stop)."""
+
+    on: bool
+
+
+class ServeMetrics(_Frame):
+    """Serve the node's Prometheus registry on `host:port` (0: any free port); Ack: the port."""
+
+    req: int
+    host: str
+    port: int
+
+
 class Sync(_Frame):
     """A barrier: acknowledged after every earlier frame of this connection was handled."""
 
@@ -253,10 +275,19 @@ class StopIn(_Frame):
     reason: Any
 
 
+class TelemetryIn(_Frame):
+    """A telemetry event forwarded to an application that subscribed."""
+
+    event: list[str]
+    measurements: dict[str, Any]
+    metadata: dict[str, Any]
+
+
 Frame = Union[  # noqa: UP007 - a long union reads better as Union[...]
     Hello, Boot, Welcome, Spawn, Send, Call, Reply, Cast, CancelCall, Link, Unlink, Monitor,
     Demonitor, ExitSignal, TrapExit, Register, Unregister, Whereis, StopProcess, InitDone, Exiting,
     Sync, Ack, MessageIn, CallIn, ReplyIn, CallFailed, CastIn, ExitIn, DownIn, StopIn,
+    Telemetry, TelemetrySubscribe, ServeMetrics, TelemetryIn,
 ]  # fmt: skip
 
 _decoder = msgspec.msgpack.Decoder(Frame, ext_hook=_ext_hook, dec_hook=_dec_hook)

@@ -13,6 +13,7 @@ turn's result without the model ever seeing it.
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -60,6 +61,14 @@ class HumanTool(Tool):
             except Exception:  # a handler name nobody holds: the question stays pending
                 pass
         timeout = self.config.get("timeout")
+        from legion import telemetry
+
+        asked = time.perf_counter()
+        telemetry.emit(
+            telemetry.HUMAN_INPUT_REQUIRED,
+            {"system_time": time.time()},
+            {"question_id": question_id, "question": question},
+        )
         try:
             with trio.fail_after(float("inf") if timeout is None else timeout):
                 await event.wait()
@@ -70,4 +79,9 @@ class HumanTool(Tool):
         finally:
             agent.questions.pop(question_id, None)
         answer: str = pending["answer"]
+        telemetry.emit(
+            telemetry.HUMAN_INPUT_RECEIVED,
+            {"duration": time.perf_counter() - asked},
+            {"question_id": question_id},
+        )
         return answer

@@ -1,0 +1,408 @@
+"""The node's Prometheus registry, fed by telemetry events, and its `/metrics` endpoint.
+
+One `CollectorRegistry` lives in the node (never prometheus-client's multiprocess mode): every
+process forwards its events to the node (`legion.telemetry`), and `NodeMetrics.handle` turns each
+into counter and histogram updates. What the node already counts (processes alive, messages
+routed, agents running) is read at scrape time by a custom collector, so routing a message costs
+one integer increment. Names follow Prometheus conventions (base units, `_total` counters) and the
+OpenTelemetry GenAI conventions for LLM calls; every label value comes from a small closed set or
+from the application's own class, tool and model names (never run ids, pids or free text).
+
+`/metrics` is served by a small trio HTTP handler inside the node, on loopback by default, when
+the application asks (`legion.configure(metrics_port=...)`, `legion.serve_metrics`, or
+`legion node --metrics-port`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+from . import telemetry as t
+
+if TYPE_CHECKING:
+    from .supervisor.node import Node
+
+__all__ = ["NodeMetrics", "serve_metrics"]
+
+log = logging.getLogger("legion.node")
+
+# OpenTelemetry GenAI advised buckets.
+DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48,
+                    40.96, 81.92)  # fmt: skip
+TOKEN_BUCKETS = tuple(float(4**i) for i in range(14))  # 1, 4, 16 ... 67,108,864
+AGENT_BUCKETS = (0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 25.6, 51.2, 102.4, 204.8, 409.6)
+SANDBOX_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                   30.0, 60.0)  # fmt: skip
+HUMAN_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0)
+
+ACTIONS = ("return", "done", "eval_and_continue", "eval_and_complete")
+SANDBOX_OUTCOMES = ("ok", "exception", "timeout", "memory", "cpu", "forbidden", "crashed",
+                    "output_limit")  # fmt: skip
+VIOLATIONS = ("timeout", "memory", "cpu", "forbidden", "crashed", "output_limit")
+EXIT_REASONS = ("normal", "shutdown", "killed", "crash", "other")
+
+
+def reason_class(reason: Any) -> str:
+    """An exit reason as a bounded label value."""
+    if reason in ("normal", "shutdown", "killed", "kill"):
+        return "killed" if reason == "kill" else str(reason)
+    if isinstance(reason, tuple | list) and reason and reason[0] == "shutdown":
+        return "shutdown"
+    if type(reason).__name__ == "Crash":
+        return "crash"
+    return "other"
+
+
+def _label(value: Any, default: str = "unknown") -> str:
+    if value is None or value == "":
+        return default
+    text = str(value)
+    return text if len(text) <= 100 else text[:100]
+
+
+def _error_type(metadata: dict[str, Any]) -> str:
+    return _label(metadata.get("kind") or metadata.get("error_type"), "_OTHER")
+
+
+class _RuntimeCollector(Collector):
+    """Read what the node counts anyway, at scrape time."""
+
+    def __init__(self, node: Node | None) -> None:
+        self.node = node
+
+    def collect(self) -> Iterator[Metric]:
+        node = self.node
+        procs = GaugeMetricFamily(
+            "legion_processes", "Processes alive in the node, by kind.", labels=["kind"]
+        )
+        agents = GaugeMetricFamily(
+            "legion_agents_running", "Agent processes running, by agent class.", labels=["agent"]
+        )
+        counts = {"process": 0, "hosted": 0, "application": 0}
+        running: dict[str, int] = {}
+        for proc in node.procs.values() if node is not None else ():
+            hosted = proc.host is not None
+            kind = "application" if proc.is_app else "hosted" if hosted else "process"
+            counts[kind] += 1
+            if proc.agent is not None:
+                running[proc.agent] = running.get(proc.agent, 0) + 1
+        for kind, n in counts.items():
+            procs.add_metric([kind], n)
+        for agent, n in sorted(running.items()):
+            agents.add_metric([agent], n)
+        messages = CounterMetricFamily(
+            "legion_messages_routed",
+            "Messages, calls, casts and replies routed by the node.",
+            value=node.routed if node is not None else 0,
+        )
+        yield procs
+        yield agents
+        yield messages
+
+
+class NodeMetrics:
+    """The registry and the event handlers that update it."""
+
+    def __init__(self, node: Node | None = None) -> None:
+        import prometheus_client
+
+        prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.runtime = _RuntimeCollector(node)
+        r.register(self.runtime)
+        self.agent_starts = Counter(
+            "legion_agent_starts", "Agents started, by agent class.", ["agent"], registry=r
+        )
+        self.agent_stops = Counter(
+            "legion_agent_stops",
+            "Agents stopped, by agent class and exit reason.",
+            ["agent", "reason"],
+            registry=r,
+        )
+        self.spawned = Counter("legion_processes_spawned", "OS processes spawned.", registry=r)
+        self.exits = Counter(
+            "legion_process_exits", "Processes ended, by exit reason.", ["reason"], registry=r
+        )
+        for reason in EXIT_REASONS:
+            self.exits.labels(reason)
+        self.restarts = Counter(
+            "legion_supervisor_restarts",
+            "Children restarted by supervisors, by supervisor class.",
+            ["supervisor"],
+            registry=r,
+        )
+        self.reloads = Counter("legion_reloads", "Code reloads.", ["outcome"], registry=r)
+        for outcome in ("ok", "error"):
+            self.reloads.labels(outcome)
+        self.turns = Counter(
+            "legion_agent_turns", "Agent turns, by agent and outcome.", ["agent", "outcome"],
+            registry=r,
+        )  # fmt: skip
+        self.turn_duration = Histogram(
+            "gen_ai_invoke_agent_duration_seconds",
+            "Duration of an agent turn (GenAI invoke_agent).",
+            ["gen_ai_agent_name", "error_type"],
+            buckets=AGENT_BUCKETS,
+            registry=r,
+        )
+        self.iterations = Counter(
+            "legion_agent_iterations",
+            "Loop steps (one model answer each), by agent and action.",
+            ["agent", "action"],
+            registry=r,
+        )
+        self.retries = Counter(
+            "legion_agent_retries",
+            "Failed steps fed back to the model for another try, by agent.",
+            ["agent"],
+            registry=r,
+        )
+        self.llm_duration = Histogram(
+            "gen_ai_client_operation_duration_seconds",
+            "Duration of a model request (GenAI client operation).",
+            ["gen_ai_operation_name", "gen_ai_request_model", "error_type"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.tokens = Histogram(
+            "gen_ai_client_token_usage",
+            "Tokens used per model request, by token type (GenAI client token usage).",
+            ["gen_ai_operation_name", "gen_ai_request_model", "gen_ai_token_type"],
+            buckets=TOKEN_BUCKETS,
+            registry=r,
+        )
+        self.llm_errors = Counter(
+            "legion_llm_errors", "Model requests that failed, by model and error type.",
+            ["gen_ai_request_model", "error_type"], registry=r,
+        )  # fmt: skip
+        self.cost = Counter(
+            "legion_llm_cost_usd",
+            "Cost of model requests in US dollars, when the price is known.",
+            ["gen_ai_request_model"],
+            registry=r,
+        )
+        self.eval_duration = Histogram(
+            "legion_sandbox_evaluation_duration_seconds",
+            "Duration of a sandbox evaluation, timed by the agent, by outcome.",
+            ["outcome"],
+            buckets=SANDBOX_BUCKETS,
+            registry=r,
+        )
+        self.evaluations = Counter(
+            "legion_sandbox_evaluations",
+            "Sandbox evaluations, by agent and outcome (ok or the error kind).",
+            ["agent", "outcome"],
+            registry=r,
+        )
+        self.violations = Counter(
+            "legion_sandbox_violations",
+            "Evaluations stopped by a sandbox limit or guard, by kind.",
+            ["kind"],
+            registry=r,
+        )
+        for kind in VIOLATIONS:
+            self.violations.labels(kind)
+        self.tool_calls = Counter(
+            "legion_tool_calls", "Tool calls from agent code, by tool and outcome.",
+            ["tool", "outcome"], registry=r,
+        )  # fmt: skip
+        self.tool_duration = Histogram(
+            "gen_ai_execute_tool_duration_seconds",
+            "Duration of a tool call (GenAI execute_tool).",
+            ["gen_ai_tool_name", "error_type"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.human_waits = Counter(
+            "legion_human_waits", "Questions asked of a human, by agent.", ["agent"], registry=r
+        )
+        self.human_wait_duration = Histogram(
+            "legion_human_wait_duration_seconds",
+            "Time an agent waited for a human answer.",
+            ["agent"],
+            buckets=HUMAN_BUCKETS,
+            registry=r,
+        )
+        self.events = Counter(
+            "legion_telemetry_events", "Telemetry events handled by the node.", registry=r
+        )
+        self._handlers: dict[t.Event, Callable[[dict[str, Any], dict[str, Any]], None]] = {
+            t.AGENT_STARTED: self._agent_started,
+            t.AGENT_STOPPED: self._agent_stopped,
+            (*t.MESSAGE, "stop"): self._turn,
+            (*t.MESSAGE, "exception"): self._turn,
+            (*t.ITERATION, "stop"): self._iteration,
+            (*t.ITERATION, "exception"): self._iteration,
+            (*t.LLM_REQUEST, "stop"): self._llm,
+            (*t.LLM_REQUEST, "exception"): self._llm,
+            (*t.SANDBOX_EVAL, "stop"): self._eval,
+            (*t.SANDBOX_EVAL, "exception"): self._eval,
+            (*t.TOOL_CALL, "stop"): self._tool,
+            (*t.TOOL_CALL, "exception"): self._tool,
+            t.HUMAN_INPUT_REQUIRED: self._human_asked,
+            t.HUMAN_INPUT_RECEIVED: self._human_answered,
+            t.PROCESS_SPAWNED: self._spawned,
+            t.PROCESS_EXITED: self._exited,
+            t.SUPERVISOR_RESTART: self._restart,
+            t.RELOAD: self._reload,
+        }
+
+    def handle(
+        self, event: t.Event, measurements: dict[str, Any], metadata: dict[str, Any]
+    ) -> None:
+        self.events.inc()
+        handler = self._handlers.get(event)
+        if handler is None:
+            return
+        try:
+            handler(measurements, metadata)
+        except Exception:  # a malformed event never takes the node down
+            log.exception("telemetry: cannot count %s", event)
+
+    def scrape(self) -> bytes:
+        return generate_latest(self.registry)
+
+    # -- handlers --------------------------------------------------------------------------------
+
+    def _agent_started(self, m: dict[str, Any], meta: dict[str, Any]) -> None:
+        self.agent_starts.labels(_label(meta.get("agent"))).inc()
+
+    def _agent_stopped(self, m: dict[str, Any], meta: dict[str, Any]) -> None:
+        reason = meta.get("reason")
+        reason = reason if reason in EXIT_REASONS else "other"
+        self.agent_stops.labels(_label(meta.get("agent")), reason).inc()
+
+    def _turn(self, m: dict[str, Any], meta: dict[str, Any]) -> None:
+        agent = _label(meta.get("agent"))
+        outcome = "error" if "kind" in meta else meta.get("outcome", "ok")
+        outcome = outcome if outcome in ("ok", "cancel", "error") else "error"
+        self.turns.labels(agent, outcome).inc()
+        error = _error_type(meta) if outcome == "error" else ""
+        self.turn_duration.labels(agent, error).observe(float(m.get("duration", 0.0)))
+
+    def _iteration(self, m: dict[str, Any], meta: dict[str, Any]) -> None:
+        agent = _label(meta.get("agent"))
+        action = meta.get("action")
+        action = action if action in ACTIONS else "none" if action is None else "invalid"
+        self.iterations.labels(agent, action).inc()
+        if meta.get("outcome") == "failure" and meta.get("retried"):
+            self.retries.labels(agent).inc()
+
+    def _llm(self, m: dict[str, Any], meta: dict[str, Any]) -> None:
+        model = _label(meta.get("model"))
+        error = _error_type(meta) if "kind" in meta else ""
+        self.llm_duration.labels("chat", model, error).observe(float(m.get("duration", 0.0)))
+        if error:
+            self.llm_errors.labels(model, error).inc()
+            return
+        if "input_tokens" in m:
+            self.tokens.labels("chat", model, "input").observe(m["input_tokens"])
+        if "output_tokens" in m:
+            self.tokens.labels("chat", model, "output").observe(m["output_tokens"])
+        cost = m.get("cost_usd")
+        if cost:
+            self.cost.labels(model).inc(cost)
+
+    def _eval(self, m: dict[str, Any], meta: dict[str, Any]) -> None:
+        outcome = meta.get("outcome", "ok") if "kind" not in meta else "crashed"
+        outcome = outcome if outcome in SANDBOX_OUTCOMES else "crashed"
+        self.eval_duration.labels(outcome).observe(float(m.get("duration", 0.0)))
+        self.evaluations.labels(_label(meta.get("agent")), outcome).inc()
+        if outcome in VIOLATIONS:
+            self.violations.labels(outcome).inc()
+
+    def _tool(self, m: dict[str, Any], meta: dict[str, Any]) -> None:
+        tool = _label(meta.get("tool"))
+        error = _error_type(meta) if "kind" in meta else ""
+        self.tool_calls.labels(tool, "error" if error else "ok").inc()
+        self.tool_duration.labels(tool, error).observe(float(m.get("duration", 0.0)))
+
+    def _human_asked(self, m: dict[str, Any], meta: dict[str, Any]) -> None:
+        self.human_waits.labels(_label(meta.get("agent"))).inc()
+
+    def _human_answered(self, m: dict[str, Any], meta: dict[str, Any]) -> None:
+        agent = _label(meta.get("agent"))
+        self.human_wait_duration.labels(agent).observe(float(m.get("duration", 0.0)))
+
+    def _spawned(self, m: dict[str, Any], meta: dict[str, Any]) -> None:
+        self.spawned.inc()
+
+    def _exited(self, m: dict[str, Any], meta: dict[str, Any]) -> None:
+        reason = meta.get("reason")
+        self.exits.labels(reason if reason in EXIT_REASONS else "other").inc()
+
+    def _restart(self, m: dict[str, Any], meta: dict[str, Any]) -> None:
+        self.restarts.labels(_label(meta.get("supervisor"))).inc()
+
+    def _reload(self, m: dict[str, Any], meta: dict[str, Any]) -> None:
+        self.reloads.labels("error" if meta.get("outcome") == "error" else "ok").inc()
+
+
+# -- /metrics ------------------------------------------------------------------------------------
+
+
+async def serve_metrics(
+    scrape: Callable[[], bytes],
+    host: str,
+    port: int,
+    *,
+    task_status: Any,
+) -> None:
+    """Serve `GET /metrics` on `host:port` with trio (no thread); `task_status.started(port)`."""
+    import trio
+
+    async def handle(stream: trio.SocketStream) -> None:
+        try:
+            data = b""
+            with trio.move_on_after(10):
+                while b"\r\n\r\n" not in data and len(data) < 16384:
+                    chunk = await stream.receive_some(4096)
+                    if not chunk:
+                        return
+                    data += chunk
+            line = data.split(b"\r\n", 1)[0].split()
+            if (
+                len(line) >= 2
+                and line[0] in (b"GET", b"HEAD")
+                and line[1].split(b"?")[0]
+                in (
+                    b"/metrics",
+                    b"/",
+                )
+            ):
+                body = scrape()
+                head = (
+                    f"HTTP/1.1 200 OK\r\nContent-Type: {CONTENT_TYPE_LATEST}\r\n"
+                    f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+                ).encode()
+                await stream.send_all(head + (body if line[0] == b"GET" else b""))
+            else:
+                body = b"not found: try /metrics\n"
+                head = (
+                    "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\n"
+                    f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+                ).encode()
+                await stream.send_all(head + body)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+        finally:
+            await stream.aclose()
+
+    listeners = await trio.open_tcp_listeners(port, host=host)
+    bound: int = listeners[0].socket.getsockname()[1]
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.serve_listeners, handle, listeners)
+        task_status.started(bound)
+
+
+def names(metrics: NodeMetrics) -> Iterable[str]:
+    """Every metric family name the registry exposes (for docs and tests)."""
+    return sorted({m.name for m in metrics.registry.collect()})
