@@ -21,9 +21,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-import trio
-
 from . import wire
+from .lazy_trio import trio
 from .terms import Pid, Ref, crash_from_exception
 
 if TYPE_CHECKING:

@@ -23,7 +23,6 @@ from collections import deque
 from typing import Any, NamedTuple
 
 import msgspec
-import trio
 
 from . import wire
 from .api import Dest, acall, call
@@ -40,6 +39,7 @@ from .errors import (
     SupervisorError,
 )
 from .hosted import Host
+from .lazy_trio import trio
 from .server import Ignore
 from .terms import CodeChange, Crash, Pid, crash_from_exception, normalize_reason
 

@@ -115,3 +115,17 @@ def test_concurrent_calls_from_threads_each_get_their_own_reply() -> None:
         results = list(pool.map(lambda i: legion.call(p, ("echo", i)), range(200)))
     assert results == list(range(200))
     kill_and_wait(p)
+
+
+def test_import_legion_stays_light() -> None:
+    """The application pays for msgspec, not for trio, litellm or prometheus-client."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, legion\n"
+        "print(sorted(m for m in ('trio', 'litellm', 'prometheus_client', 'pyseccomp') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
