@@ -31,6 +31,7 @@ from .errors import ProcessExit
 from .terms import Crash, Pid, crash_from_exception
 
 EXIT_NODE_GONE = 70
+EVENT_DELAY = 0.05  # seconds queued telemetry may wait for a frame to ride on
 
 _current: Worker | None = None
 
@@ -85,16 +86,23 @@ class Worker(Endpoint):
             node_gone()
 
     def queue_event(self, data: bytes) -> None:
-        """Queue a telemetry frame: it leaves with the next frame this process writes, or when
-        the loop next runs its callbacks, so a burst of events costs one send."""
+        """Queue a telemetry frame: it leaves with the next frame this process writes, or after
+        EVENT_DELAY seconds without one. Events alone never wake the node: at the end of a turn
+        they ride on the next call or reply, or go together a moment later."""
         with self._write_lock:
             first = not self.events
             self.events.append(data)
         if first:
             try:
-                self._token.run_sync_soon(self.flush_events)
+                self._token.run_sync_soon(self._kick)  # a waiter re-checks, with the delay
             except RuntimeError:  # the loop has finished: write now
                 self.flush_events()
+
+    def _kick(self) -> None:
+        import trio
+
+        arrived, self._arrival = self._arrival, trio.Event()
+        arrived.set()
 
     def flush_events(self) -> None:
         try:
@@ -164,7 +172,11 @@ class Worker(Endpoint):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            self._poll.poll(None if remaining == math.inf else max(1, int(remaining * 1000)))
+            if self.events:
+                remaining = min(remaining, EVENT_DELAY)
+            wait_ms = None if remaining == math.inf else max(1, int(remaining * 1000))
+            if not self._poll.poll(wait_ms):
+                self.flush_events()  # idle for a moment: the queued events go now
             self.pump()
         return True
 
@@ -176,8 +188,10 @@ class Worker(Endpoint):
             if remaining <= 0:
                 return False
             arrived = self._arrival
-            with trio.move_on_after(remaining):
+            with trio.move_on_after(min(remaining, EVENT_DELAY) if self.events else remaining):
                 await arrived.wait()
+            if self.events and not arrived.is_set():
+                self.flush_events()  # idle for a moment: the queued events go now
         return True
 
     async def next_message(self, timeout: float | None) -> Any:
