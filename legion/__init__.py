@@ -22,6 +22,7 @@ from legion.agent import (
     then,
 )
 from legion.config import ConfigError, configure
+from legion.reload import ReloadError, ReloadResult, areload, reload
 from legion.supervisor import pg
 from legion.supervisor.api import (
     acall,
@@ -137,6 +138,8 @@ __all__ = [
     "ProcessExit",
     "Ref",
     "RegistryError",
+    "ReloadError",
+    "ReloadResult",
     "Reply",
     "Server",
     "SpawnError",
@@ -157,6 +160,7 @@ __all__ = [
     "apipeline",
     "areceive",
     "aregister",
+    "areload",
     "asend",
     "aspawn",
     "astart",
@@ -184,6 +188,7 @@ __all__ = [
     "pipeline",
     "receive",
     "register",
+    "reload",
     "reply",
     "respond",
     "self",

@@ -209,6 +209,11 @@ class Agent(Server):
 
         try:
             async for message, from_ in self._inbox:
+                if type(message) is _Reload:  # between two turns, never during one
+                    outcome = self._reload(message.modules)
+                    if from_ is not None:
+                        api.reply(from_, outcome)
+                    continue
                 before = len(self.conversation.messages)
                 with telemetry.span(telemetry.MESSAGE, {"message": message}) as info:
                     status, value = await run_turn(self.conversation, message, self.turn_settings)
@@ -312,6 +317,8 @@ class Agent(Server):
 
     def handle_call(self, request: Any, from_: From) -> Any:
         if _is_control(request):
+            if request[1] == "reload":
+                return self._control("reload", [request[2], from_])
             return self._control(request[1], request[2:])
         self._send.send_nowait((request, from_))
         api.send(from_.pid, CallProgress(from_.ref))  # a turn takes long: lift the default timeout
@@ -324,7 +331,70 @@ class Agent(Server):
         self._send.send_nowait((message, None))
         return None
 
+    def _reload(self, modules: Sequence[str]) -> Any:
+        """Re-execute the changed modules loaded here, swap the agent's and its tools' classes,
+        and rebuild the system prompt; the conversation, bindings and tool instances stay."""
+        from .supervisor.server import _reload_from_source
+
+        old_cls = type(self)
+        done = [m for m in modules if m in sys.modules and m not in ("__main__", "__mp_main__")]
+        try:
+            for name in done:
+                _reload_from_source(sys.modules[name])
+
+            def fresh(cls: type) -> Any:
+                if cls.__module__ not in done:
+                    return cls
+                obj: Any = sys.modules[cls.__module__]
+                for part in cls.__qualname__.split("."):
+                    obj = getattr(obj, part)
+                return obj
+
+            new_cls = fresh(old_cls)
+            check_names(new_cls.tools)
+            by_name = {short_name(t): t for t in self.tool_instances}
+            instances = []
+            for tool in new_cls.tools:
+                kept = by_name.get(short_name(tool))
+                if kept is None or isinstance(kept, types.ModuleType):
+                    kept = instantiate(tool, self.tool_config(tool) or {})
+                elif isinstance(tool, type) and not isinstance(kept, tool):
+                    kept.__class__ = fresh(type(kept))
+                instances.append(kept)
+            self.__class__ = new_cls
+            if new_cls.system_prompt is None:
+                from .sandbox.guard import ALLOWED_MODULES
+
+                prompt = build_prompt(
+                    new_cls.role(),
+                    instances,
+                    action_types=new_cls.action_types,
+                    binding_scope=self.settings_config["binding_scope"],
+                    allowed_modules=ALLOWED_MODULES,
+                )
+            else:
+                prompt = new_cls.system_prompt
+            self.code_change(old_cls.vsn, None)
+        except BaseException as exc:
+            self.__class__ = old_cls
+            return ["error", f"{type(exc).__name__}: {exc}"]
+        self.tool_instances = instances
+        self.tool_table = {
+            short_name(t): types.SimpleNamespace(
+                **{
+                    name: _timed(short_name(t), name, _off_loop(fn))
+                    for name, fn in public_functions(t).items()
+                }
+            )
+            for t in instances
+        }
+        self.conversation.messages[0] = {"role": "system", "content": prompt}
+        return ["ok", done]
+
     def _control(self, op: str, args: Sequence[Any]) -> Any:
+        if op == "reload":
+            self._send.send_nowait((_Reload(list(args[0])), args[1] if len(args) > 1 else None))
+            return NoReply()
         if op == "messages":
             return self.conversation.messages
         if op == "usage":
@@ -436,6 +506,13 @@ def _check_output_schema(cls: type[Agent]) -> None:
             f"agent {cls.__qualname__}: output_schema must be a JSON-schema dict or a type "
             f"msgspec can describe (Struct, dataclass, TypedDict...): {exc}"
         ) from None
+
+
+class _Reload:
+    """A reload request queued behind the turns (`legion.reload`)."""
+
+    def __init__(self, modules: list[str]) -> None:
+        self.modules = modules
 
 
 def current() -> Agent | None:

@@ -145,6 +145,7 @@ class Proc:
         "stop_waiters",
         "stream",
         "supervisor",
+        "target",
         "trap_exit",
         "watching",
     )  # fmt: skip
@@ -175,6 +176,7 @@ class Proc:
         self.status = 0
         self.agent: str | None = None  # the agent class, once the process said it started one
         self.run_ids: tuple[Any, Any] = (None, None)
+        self.target: tuple[str, str] | None = None  # (module, qualname) of a forked process
 
 
 class Zygote:
@@ -321,6 +323,7 @@ class Node:
             wire.Telemetry: self.on_telemetry,
             wire.TelemetrySubscribe: self.on_telemetry_subscribe,
             wire.ServeMetrics: self.on_serve_metrics,
+            wire.Processes: self.on_processes,
         }
 
     # -- connections -----------------------------------------------------------------------------
@@ -628,6 +631,7 @@ class Node:
             self.flush()
             return
         child.os_pid, child.pidfd = forked.os_pid, pidfd
+        child.target = (msg.module, msg.qualname)
         self.procs[child.pid] = child
         self.by_os_pid[child.os_pid] = child
         if msg.link:
@@ -853,6 +857,14 @@ class Node:
         else:
             target.stop_waiters.append((proc.pid, msg.req, msg.reason))
             target.conn.push(wire.StopIn(msg.reason))
+
+    def on_processes(self, proc: Proc, msg: wire.Processes) -> None:
+        live = [
+            [p.pid, p.target[0], p.target[1]]
+            for p in self.procs.values()
+            if p.alive and p.target is not None
+        ]
+        proc.conn.push(wire.Ack(msg.req, live, None))
 
     def on_sync(self, proc: Proc, msg: wire.Sync) -> None:
         proc.conn.push(wire.Ack(msg.req, None, None))

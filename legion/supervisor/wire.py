@@ -220,6 +220,12 @@ class ServeMetrics(_Frame):
     port: int
 
 
+class Processes(_Frame):
+    """List the node's live forked processes; Ack: `[[pid, module, qualname], ...]` (reload)."""
+
+    req: int
+
+
 class Sync(_Frame):
     """A barrier: acknowledged after every earlier frame of this connection was handled."""
 
@@ -287,7 +293,7 @@ Frame = Union[  # noqa: UP007 - a long union reads better as Union[...]
     Hello, Boot, Welcome, Spawn, Send, Call, Reply, Cast, CancelCall, Link, Unlink, Monitor,
     Demonitor, ExitSignal, TrapExit, Register, Unregister, Whereis, StopProcess, InitDone, Exiting,
     Sync, Ack, MessageIn, CallIn, ReplyIn, CallFailed, CastIn, ExitIn, DownIn, StopIn,
-    Telemetry, TelemetrySubscribe, ServeMetrics, TelemetryIn,
+    Telemetry, TelemetrySubscribe, ServeMetrics, TelemetryIn, Processes,
 ]  # fmt: skip
 
 _decoder = msgspec.msgpack.Decoder(Frame, ext_hook=_ext_hook, dec_hook=_dec_hook)

@@ -86,6 +86,7 @@ def _fork(
     from . import wire
 
     try:
+        _refresh()
         target = _resolve(msg)
     except BaseException as exc:
         os.close(fd)
@@ -134,13 +135,63 @@ def _child(fd: int, target: Any, cwd: str, zygote_pid: int, own_fds: tuple[int, 
     run(fd, target)
 
 
+_stamps: dict[str, tuple[int, int]] = {}
+"""Application modules imported here, in import order, with the (mtime, size) of their source."""
+
+
+def _stamp(path: str) -> tuple[int, int]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return (0, 0)
+    return (st.st_mtime_ns, st.st_size)
+
+
 def _import_user(load: Any) -> Any:
     global importing_user_code
     importing_user_code = True
+    before = set(sys.modules)
     try:
         return load()
     finally:
         importing_user_code = False
+        for name in [n for n in sys.modules if n not in before]:
+            path = getattr(sys.modules[name], "__file__", None)
+            if isinstance(path, str) and path.endswith(".py") and "site-packages" not in path:
+                _stamps[name] = _stamp(path)
+
+
+def _refresh() -> None:
+    """Hot reload: when the source of an application module changed since it was imported,
+    re-execute the changed modules and then those imported before them (they may hold
+    `from changed import X`), from source, so the next forks run the new code. A module that
+    fails (a syntax error is caught before anything changes) keeps its old code."""
+    changed = False
+    for name in list(_stamps):
+        module = sys.modules.get(name)
+        if module is None:
+            _stamps.pop(name)
+            continue
+        stamp = _stamp(module.__file__ or "")
+        if stamp == (0, 0):  # its file is gone: nothing to reload it from
+            _stamps.pop(name)
+            continue
+        if stamp != _stamps[name]:
+            _stamps[name] = stamp
+            changed = True
+    if not changed:
+        return
+    from .server import _reload_from_source
+
+    global importing_user_code
+    for name in reversed(list(_stamps)):
+        importing_user_code = True
+        try:
+            _reload_from_source(sys.modules[name])
+        except BaseException as exc:
+            print(f"legion reload: {name} keeps its old code: {exc!r}", file=sys.stderr)
+        finally:
+            importing_user_code = False
 
 
 def _resolve(msg: Any) -> Any:
