@@ -23,8 +23,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import trio
-
 from . import telemetry
 from .errors import LegionError
 from .supervisor import api, wire
@@ -159,18 +157,25 @@ async def areload(
 
     async def one(pid: Pid, module: str, qualname: str) -> None:
         try:
-            with trio.fail_after(timeout):
-                if _is_agent(module, qualname):
-                    _agent_outcome(
-                        result, pid, await api.acall(pid, [_control(), "reload", names], None)
-                    )
-                elif module in names:
-                    await api.acode_change(pid, extra, reload=True)
-                    result.reloaded.append(pid)
+            if _is_agent(module, qualname):
+                reply = await api.acall(pid, [_control(), "reload", names], timeout)
+                _agent_outcome(result, pid, reply)
+            elif module in names:
+                await api.acode_change(pid, extra, reload=True, timeout=timeout)
+                result.reloaded.append(pid)
         except Exception as exc:
             result.failed[pid] = f"{type(exc).__name__}: {exc}"
 
-    async with trio.open_nursery() as nursery:
-        for pid, module, qualname in live:
-            nursery.start_soon(one, pid, module, qualname)
+    import sniffio
+
+    if sniffio.current_async_library() == "trio":
+        import trio
+
+        async with trio.open_nursery() as nursery:
+            for pid, module, qualname in live:
+                nursery.start_soon(one, pid, module, qualname)
+    else:
+        import asyncio
+
+        await asyncio.gather(*(one(pid, module, qualname) for pid, module, qualname in live))
     return _end(result, start)

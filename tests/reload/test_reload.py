@@ -51,6 +51,7 @@ from {tools} import Greeter
 class Host(legion.Agent):
     """Hosts guests."""
     tools = [Greeter]
+    config = {{"binding_scope": "conversation"}}
 '''
 
 
@@ -116,7 +117,6 @@ def test_a_syntax_error_is_reported_and_the_old_code_keeps_running(
     legion.stop(fresh)
 
 
-@pytest.mark.skip(reason="WIP: the first turn's tool call fails under FunctionModel (unfinished)")
 def test_an_agent_finishes_its_turn_on_old_code_then_switches_keeping_state(
     mods: tuple[str, Path],
 ) -> None:
