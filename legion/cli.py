@@ -30,6 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands.add_parser("sandbox", help="evaluate Python code in the sandbox", add_help=False)
     commands.add_parser("run", help="run an agent on a task, showing each step", add_help=False)
+    dev = commands.add_parser(
+        "dev", help="run a script with hot reload: saved modules are swapped into live processes"
+    )
+    dev.add_argument("script", help="the application script (run as __main__)")
+    dev.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the script")
     args, rest = parser.parse_known_args(argv)
     if args.command == "node":
         from legion.supervisor import node as node_module
@@ -39,6 +44,15 @@ def main(argv: list[str] | None = None) -> int:
             node_args += ["--metrics-port", str(args.metrics_port)]
             node_args += ["--metrics-host", args.metrics_host]
         node_module.main(node_args)
+        return 0
+    if args.command == "dev":
+        import runpy
+
+        import legion
+
+        legion.configure(reload=True)
+        sys.argv = [args.script, *args.args]
+        runpy.run_path(args.script, run_name="__main__")
         return 0
     if args.command == "run":
         from legion.run import main as run_main

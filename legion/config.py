@@ -30,7 +30,7 @@ DEFAULTS: dict[str, Any] = {
 """Built-in defaults. `sandbox_timeout` and `llm_timeout` are seconds; `max_message_length` is
 in UTF-8 bytes. `math.inf` (or the string "infinity") disables a timeout or the length cap."""
 
-KNOWN_KEYS = frozenset(DEFAULTS) | {"share_bindings", "metrics_port"}
+KNOWN_KEYS = frozenset(DEFAULTS) | {"share_bindings", "metrics_port", "reload"}
 
 _GLOBAL: dict[str, Any] = {}
 
@@ -48,6 +48,13 @@ def configure(**options: Any) -> None:
     _validate(merged, partial=True)
     _GLOBAL.clear()
     _GLOBAL.update(merged)
+    if options.get("reload"):
+        from legion.supervisor import process
+
+        if process.current() is None:  # the application watches its modules and reloads them
+            from legion.reload import watch
+
+            watch()
     if options.get("metrics_port") is not None:
         from legion.supervisor import process
 
@@ -157,7 +164,13 @@ _CHECKS: dict[str, Any] = {
     "max_message_length": _max_message_length,
     "share_bindings": _share,
     "metrics_port": lambda v: _metrics_port(v),
+    "reload": lambda v: _reload_flag(v),
 }
+
+
+def _reload_flag(value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"reload must be True or False, got {value!r}")
 
 
 def _metrics_port(value: Any) -> None:

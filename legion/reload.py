@@ -179,3 +179,108 @@ async def areload(
 
         await asyncio.gather(*(one(pid, module, qualname) for pid, module, qualname in live))
     return _end(result, start)
+
+
+# -- the watcher (`legion dev`, `legion.configure(reload=True)`) -----------------------------------
+
+
+class Watcher:
+    """Watches directories of Python files and reloads the modules whose files were saved.
+
+    It runs in a thread of the application (watchfiles: inotify, debounced); a save maps to the
+    already-imported modules defined by that file, then to `reload`. A syntax or import error is
+    logged with the file and line and the old code keeps running. `stop()` ends it.
+    """
+
+    def __init__(self, paths: Iterable[str], debounce_ms: int = 50) -> None:
+        import threading
+
+        self.paths = [str(p) for p in paths]
+        self.results: list[ReloadResult] = []
+        self._fds_before = _notify_fds()
+        self._debounce = debounce_ms
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="legion-reload", daemon=True)
+        self._thread.start()
+        self._ready.wait(5)  # a save made after `watch` returns is seen
+
+    def stop(self) -> None:
+        """Stop watching; returns once the watcher's thread and its descriptors are gone."""
+        import time
+
+        self._stop.set()
+        self._thread.join(10)
+        # watchfiles' notify backend closes its epoll/eventfd pair from its own thread just
+        # after: wait (bounded) so that a stopped watcher holds nothing.
+        deadline = time.monotonic() + 2
+        while _notify_fds() - self._fds_before and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def _run(self) -> None:
+        import logging
+
+        import watchfiles
+
+        log = logging.getLogger("legion.reload")
+        changes = watchfiles.watch(
+            *self.paths,
+            watch_filter=watchfiles.PythonFilter(),
+            debounce=self._debounce,
+            step=20,
+            stop_event=self._stop,
+            rust_timeout=200,
+            yield_on_timeout=True,  # the first (empty) batch says the watch is in place
+        )
+        for batch in changes:
+            self._ready.set()
+            names = modules_of(path for _, path in batch)
+            if not names:
+                continue
+            try:
+                self.results.append(reload(names))
+            except ReloadError as exc:
+                log.error("%s", exc)
+            except Exception:
+                log.exception("reload of %s failed", ", ".join(names))
+
+
+def _notify_fds() -> set[str]:
+    import os
+
+    fds = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}").startswith("anon_inode:"):
+                fds.add(fd)
+        except OSError:
+            continue
+    return fds
+
+
+def modules_of(paths: Iterable[str]) -> list[str]:
+    """The imported modules (not `__main__`) whose source file is one of `paths`."""
+    import os
+
+    wanted = {os.path.realpath(p) for p in paths}
+    found = []
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if file and name not in ("__main__", "__mp_main__") and os.path.realpath(file) in wanted:
+            found.append(name)
+    return sorted(found)
+
+
+_watcher: Watcher | None = None
+
+
+def watch(paths: Iterable[str] | None = None) -> Watcher:
+    """Start reloading on save: watch `paths` (default: the current directory) for edits to the
+    modules this application imported. Returns the `Watcher`; a second call replaces the first."""
+    import os
+
+    global _watcher
+    if _watcher is not None:
+        _watcher.stop()
+    _watcher = Watcher(paths if paths is not None else [os.getcwd()])
+    return _watcher

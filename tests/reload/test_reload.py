@@ -162,3 +162,47 @@ def test_an_agent_finishes_its_turn_on_old_code_then_switches_keeping_state(
         system = legion.get_messages(pid)[0]["content"]
         assert "hi(" in system and "hello(" not in system
         legion.stop(pid)
+
+
+def test_a_save_is_reloaded_by_the_watcher(mods: tuple[str, Path]) -> None:
+    """`legion.configure(reload=True)` / `legion dev`: saving the file is enough."""
+    from legion.reload import watch
+
+    tag, d = mods
+    name = f"counter_{tag}"
+    _write(d / f"{name}.py", SERVER.format(vsn=1))
+    module = importlib.import_module(name)
+    pid = legion.start(module.Counter)
+    assert pid is not None
+    assert legion.call(pid, "x") == ["v1", 1]
+    reloaded = threading.Event()
+    legion.telemetry.attach("test-watch", [legion.telemetry.RELOAD], lambda *a: reloaded.set())
+    watcher = watch([str(d)])
+    try:
+        _write(d / f"{name}.py", SERVER.format(vsn=2) + "\n# saved again\n")
+        assert reloaded.wait(15), "no reload after the save"
+        assert legion.call(pid, "x") == ["v2", 2]  # new code, the count survived
+        assert watcher.results and watcher.results[-1].reloaded == [pid]
+    finally:
+        watcher.stop()
+        legion.telemetry.detach("test-watch")
+        legion.stop(pid)
+
+
+def test_configure_reload_starts_the_watcher_and_validates_its_flag() -> None:
+    from legion import config
+
+    reload_module = importlib.import_module("legion.reload")  # `legion.reload` is the function
+
+    with pytest.raises(legion.ConfigError, match="reload must be True or False"):
+        legion.configure(reload="yes")
+    saved = config.global_config()
+    try:
+        legion.configure(reload=True)
+        watcher = reload_module._watcher
+        assert watcher is not None and watcher.paths
+    finally:
+        if reload_module._watcher is not None:
+            reload_module._watcher.stop()
+            reload_module._watcher = None
+        config.install_global(saved)
