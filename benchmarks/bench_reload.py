@@ -55,7 +55,8 @@ def main() -> None:
         pids = [legion.start_link(module.Host) for _ in range(n)]
 
         done = threading.Event()
-        legion.telemetry.attach("bench", [legion.telemetry.RELOAD], lambda *a: done.set())
+        on_reload = [legion.telemetry.RELOAD]
+        legion.telemetry.attach("bench", on_reload, lambda *a, done=done: done.set())
         watcher = watch([str(base)])
         t = time.perf_counter()
         (base / f"{tools}.py").write_text(textwrap.dedent(TOOLS.format(fn="hi")) + "\n# v2\n")
