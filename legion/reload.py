@@ -47,6 +47,9 @@ class ReloadResult:
     modules: list[str]
     reloaded: list[Pid] = field(default_factory=list)
     failed: dict[Pid, str] = field(default_factory=dict)
+    restarted: list[Pid] = field(default_factory=list)
+    """Supervised processes that could not switch in place: ended with reason "reload", so their
+    supervisor starts them again, from the zygote, on the new code."""
 
 
 def _source(name: str) -> str:
@@ -87,7 +90,7 @@ def reload(modules: Iterable[str] | str, extra: Any = None, timeout: float = 30.
     """Reload `modules` (names) in the running node; see the module docstring."""
     names, start, result = _begin(modules)
     live: list[list[Any]] = api._endpoint()._acked(lambda r: wire.Processes(r), None)
-    for pid, module, qualname in live:
+    for pid, module, qualname, *supervised in live:
         try:
             if _is_agent(module, qualname):
                 _agent_outcome(result, pid, api.call(pid, [_control(), "reload", names], timeout))
@@ -96,7 +99,16 @@ def reload(modules: Iterable[str] | str, extra: Any = None, timeout: float = 30.
                 result.reloaded.append(pid)
         except Exception as exc:
             result.failed[pid] = f"{type(exc).__name__}: {exc}"
+        _restart_if_supervised(result, pid, supervised)
     return _end(result, start)
+
+
+def _restart_if_supervised(result: ReloadResult, pid: Pid, supervised: list[Any]) -> None:
+    """A supervised process that could not switch is ended; its supervisor restarts it on the
+    new code (an unsupervised one keeps running the old code, reported in `failed`)."""
+    if pid in result.failed and supervised and supervised[0]:
+        api.exit(pid, "reload")
+        result.restarted.append(pid)
 
 
 def _control() -> str:
@@ -155,7 +167,7 @@ async def areload(
     names, start, result = _begin(modules)
     live: list[list[Any]] = await api._endpoint()._aacked(lambda r: wire.Processes(r), None)
 
-    async def one(pid: Pid, module: str, qualname: str) -> None:
+    async def one(pid: Pid, module: str, qualname: str, *supervised: Any) -> None:
         try:
             if _is_agent(module, qualname):
                 reply = await api.acall(pid, [_control(), "reload", names], timeout)
@@ -165,6 +177,7 @@ async def areload(
                 result.reloaded.append(pid)
         except Exception as exc:
             result.failed[pid] = f"{type(exc).__name__}: {exc}"
+        _restart_if_supervised(result, pid, list(supervised))
 
     import sniffio
 
@@ -172,12 +185,12 @@ async def areload(
         import trio
 
         async with trio.open_nursery() as nursery:
-            for pid, module, qualname in live:
-                nursery.start_soon(one, pid, module, qualname)
+            for row in live:
+                nursery.start_soon(one, *row)
     else:
         import asyncio
 
-        await asyncio.gather(*(one(pid, module, qualname) for pid, module, qualname in live))
+        await asyncio.gather(*(one(*row) for row in live))
     return _end(result, start)
 
 

@@ -860,7 +860,7 @@ class Node:
 
     def on_processes(self, proc: Proc, msg: wire.Processes) -> None:
         live = [
-            [p.pid, p.target[0], p.target[1]]
+            [p.pid, p.target[0], p.target[1], p.supervisor is not None]
             for p in self.procs.values()
             if p.alive and p.target is not None
         ]

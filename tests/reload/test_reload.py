@@ -206,3 +206,33 @@ def test_configure_reload_starts_the_watcher_and_validates_its_flag() -> None:
             reload_module._watcher.stop()
             reload_module._watcher = None
         config.install_global(saved)
+
+
+def test_a_supervised_server_that_cannot_switch_is_restarted_on_the_new_code(
+    mods: tuple[str, Path],
+) -> None:
+    tag, d = mods
+    name = f"counter_{tag}"
+    _write(d / f"{name}.py", SERVER.format(vsn=1))
+    module = importlib.import_module(name)
+    spec = legion.SupervisorSpec(children=[legion.child_spec(module.Counter, id="c")])
+    sup = legion.start_link(legion.Supervisor, spec)
+    assert sup is not None
+    old = legion.Supervisor.which_children(sup)[0].pid
+    assert legion.call(old, "x") == ["v1", 1]
+    broken_migration = (
+        "\n    def code_change(self, old_vsn, extra):\n        raise ValueError('no')\n"
+    )
+    _write(d / f"{name}.py", SERVER.format(vsn=2) + broken_migration)
+    ref = legion.monitor(old)
+    result = legion.reload([name])
+    assert result.restarted == [old] and old in result.failed
+    assert legion.receive(timeout=10, match=lambda m: m == legion.Down(ref, old, "reload"))
+    new = None
+    for _ in range(500):  # the supervisor restarts it; ask until the new child is listed
+        new = legion.Supervisor.which_children(sup)[0].pid
+        if new not in (None, old):
+            break
+    assert new not in (None, old)
+    assert legion.call(new, "x") == ["v2", 1]  # new code, fresh state
+    legion.stop(sup, "shutdown")
