@@ -168,49 +168,6 @@ def smolagents_figures(turns: int) -> dict[str, Any] | None:
     return result
 
 
-def telemetry_figure(mode: str, turns: int) -> None:
-    """In a fresh process (so the node starts with this mode): seconds per turn, as JSON."""
-    import logging
-    import os
-
-    if mode == "logger":
-        handler = logging.FileHandler(os.devnull)
-        logger = logging.getLogger("legion.telemetry")
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
-        legion.telemetry.attach_default_logger()
-    if mode != "off":
-        legion.telemetry.serve_metrics(0)
-    ret = [testing.returns("ok")]
-    code = [testing.eval_and_continue("x = 1 + 1\nprint(x)"), testing.returns("2")]
-    rounds = [(timed_turns(ret, turns), timed_turns(code, turns)) for _ in range(3)]
-    print(
-        json.dumps(
-            [statistics.median(r[0] for r in rounds), statistics.median(r[1] for r in rounds)]
-        )
-    )
-    legion.shutdown()
-
-
-def telemetry_figures(turns: int) -> dict[str, list[float]]:
-    """Turns per second with telemetry off, with the node's metrics, and with the default logger
-    too; each mode in its own application (and node), three rounds in rotated order, best of 3."""
-    import os
-
-    results: dict[str, list[list[float]]] = {"off": [], "metrics": [], "logger": []}
-    modes = list(results)
-    for rep in range(3):
-        for mode in modes[rep:] + modes[:rep]:  # each mode takes each position once
-            env = dict(os.environ, LEGION_TELEMETRY="0" if mode == "off" else "1")
-            out = subprocess.run(
-                [sys.executable, __file__, "--telemetry-mode", mode, str(turns)],
-                env=env, capture_output=True, text=True, check=True,
-            )  # fmt: skip
-            results[mode].append(json.loads(out.stdout.strip().splitlines()[-1]))
-    return {mode: [min(r[i] for r in runs) for i in (0, 1)] for mode, runs in results.items()}
-
-
 def main() -> None:
     ret = [testing.returns("ok")]
     code = [testing.eval_and_continue("x = 1 + 1\nprint(x)"), testing.returns("2")]
@@ -250,19 +207,6 @@ def main() -> None:
         f"{'system prompt, 2 tools (gpt-4o-mini tokens)':48}{ours_tokens:>14}"
         + (f"{theirs_tokens:>14}" if theirs_tokens else "")
     )
-    tel = telemetry_figures(TURNS)
-    print()
-    print("cost of telemetry (turns per second; each mode in a fresh application and node)")
-    base = tel["off"]
-    for mode, label in (
-        ("off", "events off (LEGION_TELEMETRY=0)"),
-        ("metrics", "events + node registry + /metrics"),
-        ("logger", "... + attach_default_logger()"),
-    ):
-        one, two = tel[mode]
-        cost = (one / base[0] - 1) * 100, (two / base[1] - 1) * 100
-        print(f"{label:48}{1 / one:>8.0f} /s ({cost[0]:+.1f}%){1 / two:>8.0f} /s ({cost[1]:+.1f}%)")
-    print(f"{'':48}{'1-step turn':>18}{'2-step turn':>18}")
     print()
     print("legion: every step is a model request from the agent process to this one (runtime")
     print("call), and every code step a fresh forked, seccomp'd sandbox child; smolagents runs")
@@ -273,8 +217,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if "--telemetry-mode" in sys.argv:
-        at = sys.argv.index("--telemetry-mode")
-        telemetry_figure(sys.argv[at + 1], int(sys.argv[at + 2]))
-    else:
-        main()
+    main()

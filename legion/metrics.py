@@ -76,6 +76,7 @@ class _RuntimeCollector(Collector):
 
     def __init__(self, node: Node | None) -> None:
         self.node = node
+        self.metrics: NodeMetrics | None = None
 
     def collect(self) -> Iterator[Metric]:
         node = self.node
@@ -102,9 +103,15 @@ class _RuntimeCollector(Collector):
             "Messages, calls, casts and replies routed by the node.",
             value=node.routed if node is not None else 0,
         )
+        events = CounterMetricFamily(
+            "legion_telemetry_events",
+            "Telemetry events handled by the node.",
+            value=self.metrics.events if self.metrics is not None else 0,
+        )
         yield procs
         yield agents
         yield messages
+        yield events
 
 
 class NodeMetrics:
@@ -231,9 +238,9 @@ class NodeMetrics:
             buckets=HUMAN_BUCKETS,
             registry=r,
         )
-        self.events = Counter(
-            "legion_telemetry_events", "Telemetry events handled by the node.", registry=r
-        )
+        self.runtime.metrics = self
+        self.events = 0  # telemetry events handled: a plain int, read at scrape time
+        self._children: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         self._handlers: dict[t.Event, Callable[[dict[str, Any], dict[str, Any]], None]] = {
             t.AGENT_STARTED: self._agent_started,
             t.AGENT_STOPPED: self._agent_stopped,
@@ -258,7 +265,7 @@ class NodeMetrics:
     def handle(
         self, event: t.Event, measurements: dict[str, Any], metadata: dict[str, Any]
     ) -> None:
-        self.events.inc()
+        self.events += 1
         handler = self._handlers.get(event)
         if handler is None:
             return
@@ -269,6 +276,22 @@ class NodeMetrics:
 
     def scrape(self) -> bytes:
         return generate_latest(self.registry)
+
+    def _kids(self, key: tuple[Any, ...], make: Callable[[], tuple[Any, ...]]) -> tuple[Any, ...]:
+        """The labelled children an event updates, made once per distinct metadata `key`.
+
+        `labels(...)` costs more than the update itself; an agent's events repeat the same few
+        keys, so the node looks them up in one dict. Keys are raw metadata values (bounded
+        like the labels they map to); the cache is dropped if it ever grows past 4,096 keys."""
+        try:
+            kids = self._children.get(key)
+        except TypeError:  # an unhashable value in an event emitted by hand
+            return make()
+        if kids is None:
+            if len(self._children) >= 4096:
+                self._children.clear()
+            kids = self._children[key] = make()
+        return kids
 
     # -- handlers --------------------------------------------------------------------------------
 
@@ -281,49 +304,98 @@ class NodeMetrics:
         self.agent_stops.labels(_label(meta.get("agent")), reason).inc()
 
     def _turn(self, m: dict[str, Any], meta: dict[str, Any]) -> None:
-        agent = _label(meta.get("agent"))
-        outcome = "error" if "kind" in meta else meta.get("outcome", "ok")
-        outcome = outcome if outcome in ("ok", "cancel", "error") else "error"
-        self.turns.labels(agent, outcome).inc()
-        error = _error_type(meta) if outcome == "error" else ""
-        self.turn_duration.labels(agent, error).observe(float(m.get("duration", 0.0)))
+        def make() -> tuple[Any, ...]:
+            agent = _label(meta.get("agent"))
+            outcome = "error" if "kind" in meta else meta.get("outcome", "ok")
+            outcome = outcome if outcome in ("ok", "cancel", "error") else "error"
+            error = _error_type(meta) if outcome == "error" else ""
+            return self.turns.labels(agent, outcome), self.turn_duration.labels(agent, error)
+
+        key = ("turn", meta.get("agent"), meta.get("outcome"), meta.get("kind"))
+        count, duration = self._kids(key, make)
+        count.inc()
+        duration.observe(float(m.get("duration", 0.0)))
 
     def _iteration(self, m: dict[str, Any], meta: dict[str, Any]) -> None:
-        agent = _label(meta.get("agent"))
-        action = meta.get("action")
-        action = action if action in ACTIONS else "none" if action is None else "invalid"
-        self.iterations.labels(agent, action).inc()
-        if meta.get("outcome") == "failure" and meta.get("retried"):
-            self.retries.labels(agent).inc()
+        def make() -> tuple[Any, ...]:
+            agent = _label(meta.get("agent"))
+            action = meta.get("action")
+            action = action if action in ACTIONS else "none" if action is None else "invalid"
+            retried = meta.get("outcome") == "failure" and meta.get("retried")
+            return self.iterations.labels(agent, action), retried and self.retries.labels(agent)
+
+        key = ("iteration", meta.get("agent"), meta.get("action"), meta.get("outcome"),
+               meta.get("retried"))  # fmt: skip
+        count, retry = self._kids(key, make)
+        count.inc()
+        if retry:
+            retry.inc()
 
     def _llm(self, m: dict[str, Any], meta: dict[str, Any]) -> None:
-        model = _label(meta.get("model"))
-        error = _error_type(meta) if "kind" in meta else ""
-        self.llm_duration.labels("chat", model, error).observe(float(m.get("duration", 0.0)))
-        if error:
-            self.llm_errors.labels(model, error).inc()
+        def make() -> tuple[Any, ...]:
+            model = _label(meta.get("model"))
+            error = _error_type(meta) if "kind" in meta else ""
+            if error:
+                return (
+                    self.llm_duration.labels("chat", model, error),
+                    self.llm_errors.labels(model, error),
+                    None,
+                    None,
+                    None,
+                )
+            return (
+                self.llm_duration.labels("chat", model, ""),
+                None,
+                self.tokens.labels("chat", model, "input"),
+                self.tokens.labels("chat", model, "output"),
+                self.cost.labels(model),
+            )
+
+        key = ("llm", meta.get("model"), meta.get("kind"))
+        duration, errors, tokens_in, tokens_out, cost = self._kids(key, make)
+        duration.observe(float(m.get("duration", 0.0)))
+        if errors is not None:
+            errors.inc()
             return
         if "input_tokens" in m:
-            self.tokens.labels("chat", model, "input").observe(m["input_tokens"])
+            tokens_in.observe(m["input_tokens"])
         if "output_tokens" in m:
-            self.tokens.labels("chat", model, "output").observe(m["output_tokens"])
-        cost = m.get("cost_usd")
-        if cost:
-            self.cost.labels(model).inc(cost)
+            tokens_out.observe(m["output_tokens"])
+        spent = m.get("cost_usd")
+        if spent:
+            cost.inc(spent)
 
     def _eval(self, m: dict[str, Any], meta: dict[str, Any]) -> None:
-        outcome = meta.get("outcome", "ok") if "kind" not in meta else "crashed"
-        outcome = outcome if outcome in SANDBOX_OUTCOMES else "crashed"
-        self.eval_duration.labels(outcome).observe(float(m.get("duration", 0.0)))
-        self.evaluations.labels(_label(meta.get("agent")), outcome).inc()
-        if outcome in VIOLATIONS:
-            self.violations.labels(outcome).inc()
+        def make() -> tuple[Any, ...]:
+            outcome = meta.get("outcome", "ok") if "kind" not in meta else "crashed"
+            outcome = outcome if outcome in SANDBOX_OUTCOMES else "crashed"
+            violation = self.violations.labels(outcome) if outcome in VIOLATIONS else None
+            return (
+                self.eval_duration.labels(outcome),
+                self.evaluations.labels(_label(meta.get("agent")), outcome),
+                violation,
+            )
+
+        key = ("eval", meta.get("agent"), meta.get("outcome"), "kind" in meta)
+        duration, count, violation = self._kids(key, make)
+        duration.observe(float(m.get("duration", 0.0)))
+        count.inc()
+        if violation is not None:
+            violation.inc()
 
     def _tool(self, m: dict[str, Any], meta: dict[str, Any]) -> None:
-        tool = _label(meta.get("tool"))
-        error = _error_type(meta) if "kind" in meta else ""
-        self.tool_calls.labels(tool, "error" if error else "ok").inc()
-        self.tool_duration.labels(tool, error).observe(float(m.get("duration", 0.0)))
+        def make() -> tuple[Any, ...]:
+            tool = _label(meta.get("tool"))
+            error = _error_type(meta) if "kind" in meta else ""
+            return (
+                self.tool_calls.labels(tool, "error" if error else "ok"),
+                self.tool_duration.labels(tool, error),
+            )
+
+        key = ("tool", meta.get("tool"), meta.get("kind"))
+        count, duration = self._kids(key, make)
+        count.inc()
+        duration.observe(float(m.get("duration", 0.0)))
 
     def _human_asked(self, m: dict[str, Any], meta: dict[str, Any]) -> None:
         self.human_waits.labels(_label(meta.get("agent"))).inc()

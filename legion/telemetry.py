@@ -19,10 +19,13 @@ logged, as in Erlang's `telemetry`.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import threading
 import time
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -102,7 +105,16 @@ _context: dict[str, Any] = {}
 """Metadata added to every event emitted by this process (the agent, its run ids)."""
 
 _forward: Callable[[Event, dict[str, Any], dict[str, Any]], None] | None = None
-_forward_pid = -1
+"""Where this process's events go after its own handlers: set by the node for itself, found on
+first use in a runtime process (its connection), None in the application until then."""
+
+
+def _forget_after_fork() -> None:
+    global _forward, _logger_thread, _log_pending, _log_wakeup
+    _forward = None
+    _log_pending, _log_wakeup = deque(), threading.Event()
+    _logger_thread = None  # threads do not survive fork: the child starts its own on first use
+
 
 ENABLED = os.environ.get("LEGION_TELEMETRY", "1") != "0"
 """`LEGION_TELEMETRY=0` in the environment of the application (before the node starts) turns
@@ -151,8 +163,7 @@ def attach(
         raise TypeError(f"a telemetry handler must be callable, got {handler!r}")
     _handlers[handler_id] = _Attached(handler_id, _normalize_events(events), handler, config)
     _rebuild()
-    if len(_handlers) == 1:
-        _subscribe(True)
+    _subscribe()
 
 
 def detach(handler_id: str) -> bool:
@@ -160,8 +171,7 @@ def detach(handler_id: str) -> bool:
     if _handlers.pop(handler_id, None) is None:
         return False
     _rebuild()
-    if not _handlers:
-        _subscribe(False)
+    _subscribe()
     return True
 
 
@@ -170,20 +180,24 @@ def list_handlers() -> list[str]:
     return list(_handlers)
 
 
-def _subscribe(on: bool) -> None:
-    """In the application: tell the node whether to forward events to this connection."""
+def _subscribe() -> None:
+    """In the application: tell the node which events to forward here (those some handler
+    attached here wants; none once the last one is detached)."""
     from .supervisor import client, process, wire
 
     if process.current() is not None or _forward is not None:
         return  # inside an agent process, or inside the node: events are local
-    if on:
+    wanted: list[list[str]] | None = None
+    if not _everything:
+        wanted = [list(event) for event in _index]
+    if _handlers:
         endpoint = client.get()
     else:
         current = client.current()
         if current is None:
             return
         endpoint = current
-    endpoint.send_frame(wire.TelemetrySubscribe(on))
+    endpoint.send_frame(wire.TelemetrySubscribe(bool(_handlers), wanted))
 
 
 def serve_metrics(port: int = 0, host: str = "127.0.0.1") -> int:
@@ -207,17 +221,24 @@ def emit(
     measurements: Mapping[str, Any] | None = None,
     metadata: Mapping[str, Any] | None = None,
 ) -> None:
-    """Emit `event`: call this process's handlers, and forward it to the node from a process."""
+    """Emit `event`: call this process's handlers, then send it to the node.
+
+    From a runtime process the event leaves with the process's next frame; from the application
+    it is sent at once if the application is connected to a node (and not forwarded back to it).
+    """
     if not ENABLED:
         return
     meas = dict(measurements) if measurements else {}
     meta = {**_context, **metadata} if metadata else dict(_context)
-    dispatch(event, meas, meta)
-    forward = _forward
-    if forward is None or _forward_pid != os.getpid():
-        forward = _find_forward()
-    if forward is not None:
-        forward(event, meas, meta)
+    if _index or _everything:
+        dispatch(event, meas, meta)
+    forward = _forward or _find_forward()
+    forward(event, meas, meta)
+
+
+def has_handlers() -> bool:
+    """Whether any handler is attached in this process."""
+    return bool(_handlers)
 
 
 def dispatch(event: Event, measurements: dict[str, Any], metadata: dict[str, Any]) -> None:
@@ -235,27 +256,38 @@ def dispatch(event: Event, measurements: dict[str, Any], metadata: dict[str, Any
             detach(attached.handler_id)
 
 
-def _find_forward() -> Callable[[Event, dict[str, Any], dict[str, Any]], None] | None:
-    """In a runtime process: send events to the node. Elsewhere (the application): nowhere."""
-    global _forward, _forward_pid
-    from .supervisor import process
+def _find_forward() -> Callable[[Event, dict[str, Any], dict[str, Any]], None]:
+    """In a runtime process: queue events for the node (kept for the life of the process).
+    In the application: send them on its connection, if it has one (looked up at each event)."""
+    global _forward
+    from .supervisor import client, process, wire
 
     worker = process.current()
-    if worker is None:
-        return None
-    from .supervisor import wire
+    if worker is not None:
+        queue_event, encode, frame = worker.queue_event, wire.encode, wire.Telemetry
 
-    def to_node(event: Event, meas: dict[str, Any], meta: dict[str, Any]) -> None:
-        worker.queue_event(wire.encode(wire.Telemetry(list(event), meas, plain(meta))))
+        def to_node(event: Event, meas: dict[str, Any], meta: dict[str, Any]) -> None:
+            queue_event(encode(frame(list(event), meas, plain(meta))))
 
-    _forward, _forward_pid = to_node, os.getpid()
-    return to_node
+        _forward = to_node
+        return to_node
+
+    def from_application(event: Event, meas: dict[str, Any], meta: dict[str, Any]) -> None:
+        connection = client.current()
+        if connection is None or connection._gone is not None:
+            return
+        try:
+            connection.send_frame(wire.Telemetry(list(event), meas, plain(meta)))
+        except Exception:  # the node is going away: the event stays local
+            pass
+
+    return from_application
 
 
 def set_forward(forward: Callable[[Event, dict[str, Any], dict[str, Any]], None] | None) -> None:
     """Where this process's events go after its own handlers (the node installs its sink)."""
-    global _forward, _forward_pid
-    _forward, _forward_pid = forward, os.getpid()
+    global _forward
+    _forward = forward
 
 
 _PLAIN_TYPES = frozenset({int, float, bool, type(None), Pid})
@@ -347,6 +379,10 @@ def attach_default_logger(
     `events` is "all" or some of "agent", "message", "iteration", "llm", "sandbox", "tool",
     "human", "runtime". Lines are indented by nesting (turn, iteration, request/evaluation, tool
     call) and prefixed with a marker coloured per run (`┃▸` for a sub-agent).
+
+    The handler only queues the event: a background thread formats and logs the lines, in order,
+    so logging never delays the thread that reads the node (`flush_default_logger` waits for
+    the queue; `detach_default_logger` and interpreter exit drain it).
     """
     if isinstance(level, str):
         level = logging.getLevelName(level.upper())
@@ -357,11 +393,72 @@ def attach_default_logger(
     if unknown:
         raise ValueError(f"unknown event groups {sorted(unknown)}; choose from {sorted(_GROUPS)}")
     wanted = [e for e in EVENTS if _group(e) in groups]
-    attach(DEFAULT_LOGGER_ID, wanted, _log_event, {"level": level, "colour": colour})
+    attach(DEFAULT_LOGGER_ID, wanted, _queue_event, {"level": level, "colour": colour})
 
 
 def detach_default_logger() -> bool:
-    return detach(DEFAULT_LOGGER_ID)
+    """Remove the default logger, after it has written every line queued so far."""
+    attached = detach(DEFAULT_LOGGER_ID)
+    flush_default_logger()
+    return attached
+
+
+def flush_default_logger(timeout: float = 10.0) -> bool:
+    """Wait until the default logger has written every event queued so far; False on timeout."""
+    thread = _logger_thread
+    if thread is None or not thread.is_alive():
+        return True
+    done = threading.Event()
+    _log_pending.append(done)
+    _log_wakeup.set()
+    return done.wait(timeout)
+
+
+LOG_DELAY = 0.02
+"""Seconds the logger thread lets a burst of events gather before it writes their lines: one
+wake-up per burst rather than per event (a turn emits six or more events in about a ms)."""
+
+_log_pending: deque[Any] = deque()
+_log_wakeup = threading.Event()
+_logger_thread: threading.Thread | None = None
+_logger_lock = threading.Lock()
+
+
+def _queue_event(
+    event: Event, measurements: dict[str, Any], metadata: dict[str, Any], config: Any
+) -> None:
+    if _logger_thread is None:
+        _start_logger_thread()
+    _log_pending.append((event, measurements, metadata, config))
+    if not _log_wakeup.is_set():
+        _log_wakeup.set()
+
+
+def _start_logger_thread() -> None:
+    global _logger_thread
+    with _logger_lock:
+        if _logger_thread is None:
+            _logger_thread = threading.Thread(
+                target=_write_lines, name="legion-telemetry-logger", daemon=True
+            )
+            _logger_thread.start()
+
+
+def _write_lines() -> None:
+    pending, wakeup = _log_pending, _log_wakeup
+    while True:
+        wakeup.wait()
+        time.sleep(LOG_DELAY)
+        wakeup.clear()  # an event queued from here on sets it again
+        while pending:
+            item = pending.popleft()
+            if isinstance(item, threading.Event):
+                item.set()
+                continue
+            try:
+                _log_event(*item)
+            except Exception:  # a line that cannot be formatted never stops the others
+                log.exception("telemetry: cannot log %s", item[0])
 
 
 _INDENT = {"agent": 0, "message": 0, "runtime": 0, "iteration": 2, "llm": 4, "sandbox": 4}
@@ -448,5 +545,15 @@ def _short(value: Any, limit: int) -> str:
 def _log_event(
     event: Event, measurements: dict[str, Any], metadata: dict[str, Any], config: Any
 ) -> None:
+    floor = config["level"]
+    if not log.isEnabledFor(max(floor, logging.ERROR)):
+        return  # nothing this event could log would be written: do not format it
     level, line = format_event(event, measurements, metadata, config["colour"])
-    log.log(max(level, config["level"]) if level > logging.INFO else config["level"], line)
+    level = max(level, floor) if level > logging.INFO else floor
+    if log.isEnabledFor(level):
+        # makeRecord + handle: `log.log` would walk the stack for a caller that is always here
+        log.handle(log.makeRecord(log.name, level, __file__, 0, line, (), None))
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+atexit.register(flush_default_logger, 5.0)

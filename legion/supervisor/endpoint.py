@@ -134,7 +134,7 @@ class Endpoint:
             )
         elif type(msg) is wire.CastIn:
             self.mailbox.append(CastRequest(wire.decode_term(msg.payload)))
-        elif type(msg) is wire.TelemetryIn:
+        elif type(msg) is wire.Telemetry:  # an event forwarded by the node
             from .. import telemetry
 
             telemetry.dispatch(tuple(msg.event), msg.measurements, msg.metadata)

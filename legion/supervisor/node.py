@@ -61,8 +61,12 @@ class Conn:
         self.dirty = False
 
     def push(self, msg: wire.Frame) -> None:
+        self.push_bytes(wire.encode(msg))
+
+    def push_bytes(self, frame: bytes) -> None:
+        """Queue an encoded frame (header included)."""
         if not self.closed:
-            self._pending.append(wire.encode(msg))
+            self._pending.append(frame)
             if not self.dirty:
                 self.dirty = True
                 self._dirty.append(self)
@@ -295,7 +299,8 @@ class Node:
         self._dirty: list[Conn] = []
         self.routed = 0  # messages, calls, casts and replies routed: read at scrape time
         self._events: list[wire.Telemetry] = []  # received, counted at the next flush
-        self.listeners: list[Proc] = []  # applications that attached telemetry handlers
+        # applications that attached telemetry handlers: their connection, the events they want
+        self.listeners: dict[Proc, tuple[Conn, frozenset[tuple[str, ...]] | None]] = {}
         self.metrics_ports: dict[tuple[str, int], int] = {}
         from ..metrics import NodeMetrics
 
@@ -320,7 +325,6 @@ class Node:
             wire.InitDone: self.on_init_done,
             wire.Exiting: self.on_exiting,
             wire.Sync: self.on_sync,
-            wire.Telemetry: self.on_telemetry,
             wire.TelemetrySubscribe: self.on_telemetry_subscribe,
             wire.ServeMetrics: self.on_serve_metrics,
             wire.Processes: self.on_processes,
@@ -376,6 +380,7 @@ class Node:
         assert proc.stream is not None
         sock = raw_socket(proc.stream)  # non-blocking: one syscall per read, no checkpoints
         wait_readable = trio.lowlevel.wait_readable
+        telemetry_frame = wire.Telemetry
         try:
             while True:
                 try:
@@ -390,6 +395,9 @@ class Node:
                         msg = wire.decode(body)
                     except Exception as exc:
                         log.error("dropped a malformed frame from %r: %s", proc.pid, exc)
+                        continue
+                    if type(msg) is telemetry_frame:
+                        self.on_telemetry(proc, msg, body)
                         continue
                     handler = handlers.get(type(msg))
                     if handler is None:
@@ -451,8 +459,7 @@ class Node:
         proc.alive = False
         del self.procs[proc.pid]
         if proc.is_app:
-            if proc in self.listeners:
-                self.listeners.remove(proc)
+            self.listeners.pop(proc, None)
         else:
             self._exit_events(proc, reason)
         if proc.name is not None:
@@ -504,31 +511,50 @@ class Node:
     # -- telemetry -------------------------------------------------------------------------------
 
     def telemetry_sink(self, event: Any, measurements: dict[str, Any], metadata: Any) -> None:
-        """Where every event ends: the registry, then each application that subscribed."""
+        """Where the node's own events end: the registry, then each application subscribed."""
         self.metrics.handle(event, measurements, metadata)
         if self.listeners:
-            frame = wire.TelemetryIn(list(event), measurements, telemetry.plain(metadata))
-            for app in self.listeners:
-                app.conn.push(frame)
+            frame = b""
+            for conn, wanted in self.listeners.values():
+                if wanted is None or event in wanted:
+                    if not frame:
+                        meta = telemetry.plain(metadata)
+                        frame = wire.encode(wire.Telemetry(list(event), measurements, meta))
+                    conn.push_bytes(frame)
 
-    def on_telemetry(self, proc: Proc, msg: wire.Telemetry) -> None:
+    def on_telemetry(self, proc: Proc, msg: wire.Telemetry, body: bytes) -> None:
+        """An event from a process or an application: forwarded at once, as it came, to every
+        subscribed application but its sender (in order with the frames around it: one write
+        carries a turn's events and its reply); counted after the frames are flushed."""
         if msg.event[-1] == "started" and tuple(msg.event) == telemetry.AGENT_STARTED:
             proc.agent = str(msg.metadata.get("agent", "unknown"))[:100]
             proc.run_ids = (msg.metadata.get("run_id"), msg.metadata.get("parent_run_id"))
+        if self.listeners:
+            event = tuple(msg.event)
+            frame = b""
+            for app, (conn, wanted) in self.listeners.items():
+                if app is not proc and (wanted is None or event in wanted):
+                    frame = frame or wire.frame(body)
+                    conn.push_bytes(frame)
         self._events.append(msg)
 
     def _count_events(self) -> None:
+        """Count the events received since the last flush (and call the node's own handlers)."""
         events, self._events = self._events, []
+        handle = self.metrics.handle
+        local = telemetry.has_handlers()
         for msg in events:
             event = tuple(msg.event)
-            telemetry.dispatch(event, msg.measurements, msg.metadata)
-            self.telemetry_sink(event, msg.measurements, msg.metadata)
+            if local:
+                telemetry.dispatch(event, msg.measurements, msg.metadata)
+            handle(event, msg.measurements, msg.metadata)
 
     def on_telemetry_subscribe(self, proc: Proc, msg: wire.TelemetrySubscribe) -> None:
-        if msg.on and proc not in self.listeners:
-            self.listeners.append(proc)
-        elif not msg.on and proc in self.listeners:
-            self.listeners.remove(proc)
+        if msg.on and isinstance(proc.conn, Conn):
+            wanted = None if msg.events is None else frozenset(tuple(e) for e in msg.events)
+            self.listeners[proc] = (proc.conn, wanted)
+        elif not msg.on:
+            self.listeners.pop(proc, None)
 
     def on_serve_metrics(self, proc: Proc, msg: wire.ServeMetrics) -> None:
         self.nursery.start_soon(self._serve_metrics, proc, msg)

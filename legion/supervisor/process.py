@@ -23,12 +23,15 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import wire
 from .endpoint import Endpoint
 from .errors import ProcessExit
 from .terms import Crash, Pid, crash_from_exception
+
+if TYPE_CHECKING:
+    import trio
 
 EXIT_NODE_GONE = 70
 EVENT_DELAY = 0.05  # seconds queued telemetry may wait for a frame to ride on
@@ -72,6 +75,7 @@ class Worker(Endpoint):
         self._poll.register(self._fd, select.POLLIN)
         self.base_tasks = 0  # trio tasks alive when the target starts: the loop's own and ours
         self.events: list[bytes] = []  # telemetry frames not yet written (see `queue_event`)
+        self._flush_scope: trio.CancelScope | None = None
 
     # -- the connection --------------------------------------------------------------------------
 
@@ -81,28 +85,40 @@ class Worker(Endpoint):
                 if self.events:  # queued telemetry goes first: the node sees frames in order
                     data = b"".join([*self.events, data])
                     self.events.clear()
+                    if self._flush_scope is not None and self._on_loop():
+                        self._flush_scope.deadline = math.inf  # nothing left to flush later
                 wire.send_all(self._sock, data)
         except OSError:
             node_gone()
 
+    def _on_loop(self) -> bool:
+        return threading.get_ident() == self._loop_thread
+
     def queue_event(self, data: bytes) -> None:
         """Queue a telemetry frame: it leaves with the next frame this process writes, or after
-        EVENT_DELAY seconds without one. Events alone never wake the node: at the end of a turn
-        they ride on the next call or reply, or go together a moment later."""
+        EVENT_DELAY seconds without one (`flush_events_later`). A turn's events thus ride on its
+        model requests and its reply, and never wake the node on their own while it runs."""
         with self._write_lock:
             first = not self.events
             self.events.append(data)
-        if first:
-            try:
-                self._token.run_sync_soon(self._kick)  # a waiter re-checks, with the delay
-            except RuntimeError:  # the loop has finished: write now
-                self.flush_events()
+        if not first:
+            return
+        if not self._on_loop():
+            self.flush_events()  # another thread: the loop may be blocked, write now
+        elif self._flush_scope is not None:
+            import trio
 
-    def _kick(self) -> None:
+            # A deadline, not a wake-up: setting it schedules nothing until it expires.
+            self._flush_scope.deadline = trio.current_time() + EVENT_DELAY
+
+    async def flush_events_later(self) -> None:
+        """A task of the process: writes the queued events when their deadline expires."""
         import trio
 
-        arrived, self._arrival = self._arrival, trio.Event()
-        arrived.set()
+        while True:
+            with trio.CancelScope() as self._flush_scope:
+                await trio.sleep_forever()
+            self.flush_events()
 
     def flush_events(self) -> None:
         try:
@@ -187,11 +203,8 @@ class Worker(Endpoint):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            arrived = self._arrival
-            with trio.move_on_after(min(remaining, EVENT_DELAY) if self.events else remaining):
-                await arrived.wait()
-            if self.events and not arrived.is_set():
-                self.flush_events()  # idle for a moment: the queued events go now
+            with trio.move_on_after(remaining):
+                await self._arrival.wait()
         return True
 
     async def next_message(self, timeout: float | None) -> Any:
@@ -283,6 +296,7 @@ async def _main(sock: socket.socket, target: Any) -> None:
     _current = worker
     async with trio.open_nursery() as nursery:
         nursery.start_soon(worker.reader)
+        nursery.start_soon(worker.flush_events_later)
         await worker._await(lambda: worker.boot is not None, math.inf)
         worker.base_tasks = trio.lowlevel.current_statistics().tasks_living
         reason = await _run_target(worker, target)

@@ -199,7 +199,8 @@ class Exiting(_Frame):
 
 
 class Telemetry(_Frame):
-    """A telemetry event emitted in a process (`legion.telemetry`); never acknowledged."""
+    """A telemetry event (`legion.telemetry`), never acknowledged: emitted by a process or an
+    application, and forwarded by the node, as it came, to the applications that subscribed."""
 
     event: list[str]
     measurements: dict[str, Any]
@@ -207,9 +208,11 @@ class Telemetry(_Frame):
 
 
 class TelemetrySubscribe(_Frame):
-    """An application asks the node to forward every telemetry event to it (or to stop)."""
+    """An application asks the node to forward telemetry events to it: `events` (None: every
+    event), or none when `on` is false. Sent again whenever the set its handlers want changes."""
 
     on: bool
+    events: list[list[str]] | None = None
 
 
 class ServeMetrics(_Frame):
@@ -281,19 +284,11 @@ class StopIn(_Frame):
     reason: Any
 
 
-class TelemetryIn(_Frame):
-    """A telemetry event forwarded to an application that subscribed."""
-
-    event: list[str]
-    measurements: dict[str, Any]
-    metadata: dict[str, Any]
-
-
 Frame = Union[  # noqa: UP007 - a long union reads better as Union[...]
     Hello, Boot, Welcome, Spawn, Send, Call, Reply, Cast, CancelCall, Link, Unlink, Monitor,
     Demonitor, ExitSignal, TrapExit, Register, Unregister, Whereis, StopProcess, InitDone, Exiting,
     Sync, Ack, MessageIn, CallIn, ReplyIn, CallFailed, CastIn, ExitIn, DownIn, StopIn,
-    Telemetry, TelemetrySubscribe, ServeMetrics, TelemetryIn, Processes,
+    Telemetry, TelemetrySubscribe, ServeMetrics, Processes,
 ]  # fmt: skip
 
 _decoder = msgspec.msgpack.Decoder(Frame, ext_hook=_ext_hook, dec_hook=_dec_hook)

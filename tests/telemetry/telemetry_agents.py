@@ -27,3 +27,37 @@ class Flaky(legion.Server):
 
     def handle_cast(self, message: object) -> object:
         raise RuntimeError("told to crash")
+
+
+class Emitter(legion.Server):
+    """Emits `("test", "emitted")` when cast `how`, then sends nothing more.
+
+    `how` is "here" (from the handler), "thread" (from a thread of its own) or, with
+    `init("busy")`, from a process whose trio loop has another task alive (so it waits for
+    messages on trio rather than on its synchronous fast path)."""
+
+    def init(self, arg: object) -> object:
+        if arg == "busy":
+            import trio
+
+            async def idle() -> None:
+                await trio.sleep_forever()
+
+            trio.lowlevel.spawn_system_task(idle)
+        return None
+
+    def handle_cast(self, message: object) -> object:
+        import threading
+
+        from legion import telemetry
+
+        def emit() -> None:
+            telemetry.emit(("test", "emitted"), {"n": 1}, {"how": message})
+
+        if message == "thread":
+            thread = threading.Thread(target=emit)
+            thread.start()
+            thread.join()
+        else:
+            emit()
+        return None
