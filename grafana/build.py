@@ -1,5 +1,8 @@
 """Write the dashboards in `dashboards/` (classic Grafana JSON model): `python grafana/build.py`.
 
+`python grafana/build.py --queries` prints every panel's PromQL instead (with `$__rate_interval`
+as 1m), to paste in Prometheus' own UI when no Grafana is at hand.
+
 Every panel reads the `${datasource}` variable (never `__inputs`), so the files import as they are
 and the provisioning in `provisioning/` loads them unchanged.
 """
@@ -7,6 +10,7 @@ and the provisioning in `provisioning/` loads them unchanged.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +106,11 @@ OVERVIEW = dashboard("legion-overview", "Legion / Overview", [
     panel("Tool calls per second",
           [(f"sum by (tool, outcome) (rate(legion_tool_calls_total[{RATE}]))",
             "{{tool}} {{outcome}}")], "ops"),
+    panel("Questions to a human",
+          [(f"sum by (agent) (increase(legion_human_waits_total[{RATE}]))", "{{agent}}")],
+          description="HumanTool.ask calls, by agent."),
+    panel("Human answer wait", quantiles("legion_human_wait_duration_seconds", "agent"), "s",
+          description="How long agents waited for a person's answer."),
 ])  # fmt: skip
 
 LLM = dashboard("legion-llm", "Legion / LLM", [
@@ -168,7 +177,13 @@ RUNTIME = dashboard("legion-runtime", "Legion / Runtime", [
 
 DASHBOARDS = {"overview": OVERVIEW, "llm": LLM, "sandbox": SANDBOX, "runtime": RUNTIME}
 
-if __name__ == "__main__":
+if __name__ == "__main__" and "--queries" in sys.argv:
+    for model in DASHBOARDS.values():
+        for p in model["panels"]:
+            for target in p["targets"]:
+                expr = target["expr"].replace(RATE, "1m").replace("$__range", "1h")
+                print(f"# {model['title']} / {p['title']}\n{expr}")
+elif __name__ == "__main__":
     for name, model in DASHBOARDS.items():
         path = HERE / "dashboards" / f"legion-{name}.json"
         path.write_text(json.dumps(model, indent=2) + "\n")

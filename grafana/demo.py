@@ -12,23 +12,28 @@ import sys
 import time
 from typing import Any
 
+import demo_tools
+from demo_tools import Calculator
+
 import legion
 from legion import testing
 from legion.testing import eval_and_complete, eval_and_continue, llm_error, returns
-
-
-class Calculator(legion.Tool):
-    """Arithmetic."""
-
-    def add(self, a: int, b: int) -> int:
-        """Adds two numbers."""
-        return a + b
+from legion.tools.human import HumanTool
 
 
 class DemoAgent(legion.Agent):
     """Adds numbers with Calculator."""
 
     tools = [Calculator]
+
+
+class CarefulAgent(legion.Agent):
+    """Asks a person before it acts."""
+
+    tools = [HumanTool]
+
+    def tool_config(self, tool: Any) -> dict[str, Any]:
+        return {"timeout": 60.0} if tool is HumanTool else {}
 
 
 class Flaky(legion.Server):
@@ -56,6 +61,10 @@ class PricedModel(testing.FunctionModel):
 
 def step(request: testing.Request) -> Any:
     time.sleep(random.uniform(0.05, 0.4))  # a model takes a while
+    if request.agent == "CarefulAgent":
+        if request.iteration == 0 and "careful" in request.last:
+            return eval_and_continue("answer = HumanTool.ask('Go ahead?')\nanswer")
+        return returns("asked")
     roll = random.random()
     if request.iteration == 0 and roll < 0.1:
         return llm_error("rate limited")
@@ -68,6 +77,24 @@ def step(request: testing.Request) -> Any:
     if roll < 0.7:
         return eval_and_complete("sum(range(1000))")
     return returns("done")
+
+
+def ask_a_person() -> None:
+    """A turn that waits for a person: the demo answers after a moment."""
+    pid = legion.start_link(CarefulAgent)
+    if pid is None:
+        return
+    try:
+        legion.cast(pid, "careful task")
+        legion.receive(
+            timeout=60,
+            match=lambda m: isinstance(m, dict) and m.get("type") == "legion.human_question",
+        )
+        time.sleep(random.uniform(0.5, 3.0))  # the person reads the question
+        legion.respond(pid, "yes")
+        legion.call(pid, "done?", timeout=60)  # queued behind the careful turn
+    finally:
+        legion.stop(pid)
 
 
 def main() -> None:
@@ -89,6 +116,10 @@ def main() -> None:
             child = legion.Supervisor.which_children(sup)[0].pid if sup is not None else None
             if n % 10 == 0 and isinstance(child, legion.Pid):
                 legion.cast(child, "crash")
+            if n % 5 == 0:
+                ask_a_person()
+            if n % 20 == 0:
+                legion.reload(demo_tools.__name__)  # here and in every agent using it
 
 
 if __name__ == "__main__":

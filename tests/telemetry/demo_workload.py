@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from telemetry_agents import Flaky, TelemetryAgent
+import reload_me
+from telemetry_agents import AskingAgent, Flaky, TelemetryAgent
 
 import legion
 from legion import testing
@@ -40,6 +41,8 @@ def run(rounds: int = 2) -> dict[str, Any]:
             legion.execute(TelemetryAgent, "cancel", max_retries=0)
         except legion.AgentCancelled:
             pass
+    ask_a_human()
+    legion.reload(reload_me.__name__)
     spec = legion.SupervisorSpec(children=[legion.child_spec(Flaky, id="flaky")])
     sup = legion.start_link(legion.Supervisor, spec)
     assert sup is not None
@@ -49,6 +52,28 @@ def run(rounds: int = 2) -> dict[str, Any]:
     idle_model.__enter__()
     idle = legion.start_link(TelemetryAgent)
     return {"supervisor": sup, "idle": idle, "model": idle_model}
+
+
+def ask_a_human() -> None:
+    """A turn that waits for a person's answer (the human wait metrics)."""
+    script = [
+        eval_and_continue("answer = HumanTool.ask('Proceed?')\nanswer"),
+        returns("done"),
+        returns("second"),
+    ]
+    with CostedModel(script):
+        pid = legion.start_link(AskingAgent)
+        assert pid is not None
+        try:
+            legion.cast(pid, "ask first")
+            legion.receive(
+                timeout=30,
+                match=lambda m: isinstance(m, dict) and m.get("type") == "legion.human_question",
+            )
+            assert legion.respond(pid, "yes")
+            assert legion.call(pid, "and then?") == "second"  # queued behind the first turn
+        finally:
+            legion.stop(pid)
 
 
 def stop(kept: dict[str, Any]) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import legion
+from legion.tools.human import HumanTool
 
 
 class CounterTool(legion.Tool):
@@ -17,6 +20,15 @@ class TelemetryAgent(legion.Agent):
     """Adds numbers with CounterTool."""
 
     tools = [CounterTool]
+
+
+class AskingAgent(legion.Agent):
+    """Asks a human before it answers."""
+
+    tools = [HumanTool]
+
+    def tool_config(self, tool: Any) -> dict[str, Any]:
+        return {"timeout": 30.0} if tool is HumanTool else {}
 
 
 class Flaky(legion.Server):

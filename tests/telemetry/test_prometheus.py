@@ -53,6 +53,32 @@ def query(base: str, expr: str) -> Any:
     return data["data"]["result"]
 
 
+MOVED = [
+    'legion_reloads_total{outcome="ok"} > 0',
+    "legion_human_waits_total > 0",
+    "legion_human_wait_duration_seconds_count > 0",
+    "legion_supervisor_restarts_total > 0",
+    "legion_sandbox_violations_total > 0",
+    "legion_llm_errors_total > 0",
+    "legion_llm_cost_usd_total > 0",
+    "legion_tool_calls_total > 0",
+]
+
+
+def scrapes(base: str, count: int, timeout: float = 60.0) -> None:
+    """Wait until Prometheus has scraped the node `count` more times."""
+
+    def taken() -> int:
+        result = query(base, 'count_over_time(up{job="legion"}[1h])')
+        return int(float(result[0]["value"][1])) if result else 0
+
+    target = taken() + count
+    deadline = time.monotonic() + timeout
+    while taken() < target:
+        assert time.monotonic() < deadline, f"Prometheus took fewer than {count} scrapes"
+        time.sleep(0.2)  # polling a separate program's clock: it scrapes every second
+
+
 @pytest.fixture
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
     metrics_port = telemetry.serve_metrics(0)
@@ -98,10 +124,12 @@ def test_a_real_prometheus_answers_every_dashboard_query(
     base, metrics_port = prometheus
     kept = [demo_workload.run()]
     try:
-        time.sleep(3)  # a few scrapes after the workload
-        for _ in range(2):  # rates need two samples of every series
+        scrapes(base, 2)
+        for _ in range(2):  # rates need two samples of every series, after some change
             kept.append(demo_workload.run(rounds=1))
-            time.sleep(2.5)
+            scrapes(base, 2)
+        for expr in MOVED:  # the workload moved these (the queries alone could see zeros)
+            assert query(base, expr), f"no series for {expr}"
         failures = []
         queries = dashboard_queries()
         assert len(queries) > 30
