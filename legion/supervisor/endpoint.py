@@ -137,7 +137,7 @@ class Endpoint:
         elif type(msg) is wire.Telemetry:  # an event forwarded by the node
             from .. import telemetry
 
-            telemetry.dispatch(tuple(msg.event), msg.measurements, msg.metadata)
+            telemetry.dispatch(msg.event, msg.measurements, msg.metadata)
         else:
             self.dispatch_other(msg)
 

@@ -519,18 +519,18 @@ class Node:
                 if wanted is None or event in wanted:
                     if not frame:
                         meta = telemetry.plain(metadata)
-                        frame = wire.encode(wire.Telemetry(list(event), measurements, meta))
+                        frame = wire.encode(wire.Telemetry(tuple(event), measurements, meta))
                     conn.push_bytes(frame)
 
     def on_telemetry(self, proc: Proc, msg: wire.Telemetry, body: bytes) -> None:
         """An event from a process or an application: forwarded at once, as it came, to every
         subscribed application but its sender (in order with the frames around it: one write
         carries a turn's events and its reply); counted after the frames are flushed."""
-        if msg.event[-1] == "started" and tuple(msg.event) == telemetry.AGENT_STARTED:
+        if msg.event == telemetry.AGENT_STARTED:
             proc.agent = str(msg.metadata.get("agent", "unknown"))[:100]
             proc.run_ids = (msg.metadata.get("run_id"), msg.metadata.get("parent_run_id"))
         if self.listeners:
-            event = tuple(msg.event)
+            event = msg.event
             frame = b""
             for app, (conn, wanted) in self.listeners.items():
                 if app is not proc and (wanted is None or event in wanted):
@@ -544,7 +544,7 @@ class Node:
         handle = self.metrics.handle
         local = telemetry.has_handlers()
         for msg in events:
-            event = tuple(msg.event)
+            event = msg.event
             if local:
                 telemetry.dispatch(event, msg.measurements, msg.metadata)
             handle(event, msg.measurements, msg.metadata)

@@ -84,9 +84,7 @@ class Worker(Endpoint):
             with self._write_lock:
                 if self.events:  # queued telemetry goes first: the node sees frames in order
                     data = b"".join([*self.events, data])
-                    self.events.clear()
-                    if self._flush_scope is not None and self._on_loop():
-                        self._flush_scope.deadline = math.inf  # nothing left to flush later
+                    self.events.clear()  # the flush deadline stays: see `queue_event`
                 wire.send_all(self._sock, data)
         except OSError:
             node_gone()
@@ -105,10 +103,13 @@ class Worker(Endpoint):
             return
         if not self._on_loop():
             self.flush_events()  # another thread: the loop may be blocked, write now
-        elif self._flush_scope is not None:
+        elif self._flush_scope is not None and self._flush_scope.deadline == math.inf:
             import trio
 
-            # A deadline, not a wake-up: setting it schedules nothing until it expires.
+            # A deadline, not a wake-up: it schedules nothing until it expires. It is left to
+            # expire even when a frame carries the events first (moving a trio deadline costs
+            # more than one idle wake-up per EVENT_DELAY), so a busy process sets it at most
+            # once per EVENT_DELAY.
             self._flush_scope.deadline = trio.current_time() + EVENT_DELAY
 
     async def flush_events_later(self) -> None:
@@ -227,11 +228,19 @@ class Worker(Endpoint):
         import trio
 
         stats = trio.lowlevel.current_statistics()
+        next_deadline = stats.seconds_to_next_deadline
+        flush = self._flush_scope
+        if (  # the event flusher's deadline does not count: `_wait` flushes events itself
+            next_deadline != math.inf
+            and flush is not None
+            and next_deadline >= flush.deadline - trio.current_time() - 0.001
+        ):
+            next_deadline = math.inf
         return (
             stats.tasks_living <= self.base_tasks
             and stats.tasks_runnable == 0
             and stats.run_sync_soon_queue_size == 0
-            and stats.seconds_to_next_deadline == math.inf
+            and next_deadline == math.inf
         )
 
 

@@ -202,7 +202,7 @@ class Telemetry(_Frame):
     """A telemetry event (`legion.telemetry`), never acknowledged: emitted by a process or an
     application, and forwarded by the node, as it came, to the applications that subscribed."""
 
-    event: list[str]
+    event: tuple[str, ...]
     measurements: dict[str, Any]
     metadata: dict[str, Any]
 
