@@ -9,8 +9,9 @@ noisy: a 2-core VM whose speed drifts by 10-40 % from one second to the next, fo
 at once. So the modes take turns, one round each (ROUNDS rounds, the order rotating), only one
 working at a time. Each cost is given two ways: "best" compares each mode's fastest round (the
 machine's noise only ever adds time), "paired" is the median over the rounds of a round's ratio
-to the "off" round next to it. Beside wall time, the CPU time of every process a turn crosses (application, node,
-agent; from /proc schedstat, in ns) is summed per turn: the price of telemetry in CPU.
+to the "off" round next to it. Beside wall time, the CPU time of every process a turn crosses
+(application, node, agent; from /proc schedstat, in ns) is summed per turn: the price of
+telemetry in CPU.
 
 Two turns are timed, both on a long-lived agent whose model is scripted in this process (each
 model request is a runtime call from the agent process to the application): a 1-step turn
