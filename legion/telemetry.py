@@ -264,10 +264,10 @@ def _find_forward() -> Callable[[Event, dict[str, Any], dict[str, Any]], None]:
 
     worker = process.current()
     if worker is not None:
-        queue_event, encode, frame = worker.queue_event, wire.encode, wire.Telemetry
+        queue_event = worker.queue_event
 
         def to_node(event: Event, meas: dict[str, Any], meta: dict[str, Any]) -> None:
-            queue_event(encode(frame(event, meas, plain(meta))))
+            queue_event((event, meas, plain(meta)))  # encoded with the batch it leaves in
 
         _forward = to_node
         return to_node
@@ -277,7 +277,7 @@ def _find_forward() -> Callable[[Event, dict[str, Any], dict[str, Any]], None]:
         if connection is None or connection._gone is not None:
             return
         try:
-            connection.send_frame(wire.Telemetry(event, meas, plain(meta)))
+            connection.send_frame(wire.Telemetry([(event, meas, plain(meta))]))
         except Exception:  # the node is going away: the event stays local
             pass
 

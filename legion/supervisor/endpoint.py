@@ -134,10 +134,11 @@ class Endpoint:
             )
         elif type(msg) is wire.CastIn:
             self.mailbox.append(CastRequest(wire.decode_term(msg.payload)))
-        elif type(msg) is wire.Telemetry:  # an event forwarded by the node
+        elif type(msg) is wire.Telemetry:  # events forwarded by the node
             from .. import telemetry
 
-            telemetry.dispatch(msg.event, msg.measurements, msg.metadata)
+            for event, measurements, metadata in msg.events:
+                telemetry.dispatch(event, measurements, metadata)
         else:
             self.dispatch_other(msg)
 

@@ -298,7 +298,7 @@ class Node:
         self.all_gone = trio.Event()
         self._dirty: list[Conn] = []
         self.routed = 0  # messages, calls, casts and replies routed: read at scrape time
-        self._events: list[wire.Telemetry] = []  # received, counted at the next flush
+        self._events: list[list[wire.TelemetryEvent]] = []  # received, counted at the next flush
         # applications that attached telemetry handlers: their connection, the events they want
         self.listeners: dict[Proc, tuple[Conn, frozenset[tuple[str, ...]] | None]] = {}
         self.metrics_ports: dict[tuple[str, int], int] = {}
@@ -514,40 +514,49 @@ class Node:
         """Where the node's own events end: the registry, then each application subscribed."""
         self.metrics.handle(event, measurements, metadata)
         if self.listeners:
+            event = tuple(event)
             frame = b""
             for conn, wanted in self.listeners.values():
                 if wanted is None or event in wanted:
                     if not frame:
-                        meta = telemetry.plain(metadata)
-                        frame = wire.encode(wire.Telemetry(tuple(event), measurements, meta))
+                        one = (event, measurements, telemetry.plain(metadata))
+                        frame = wire.encode(wire.Telemetry([one]))
                     conn.push_bytes(frame)
 
     def on_telemetry(self, proc: Proc, msg: wire.Telemetry, body: bytes) -> None:
-        """An event from a process or an application: forwarded at once, as it came, to every
-        subscribed application but its sender (in order with the frames around it: one write
-        carries a turn's events and its reply); counted after the frames are flushed."""
-        if msg.event == telemetry.AGENT_STARTED:
-            proc.agent = str(msg.metadata.get("agent", "unknown"))[:100]
-            proc.run_ids = (msg.metadata.get("run_id"), msg.metadata.get("parent_run_id"))
+        """Events from a process or an application: forwarded at once to every subscribed
+        application but their sender (in order with the frames around them: one write carries a
+        turn's events and its reply; the bytes as they came to an application that wants every
+        event); counted after the frames are flushed."""
+        events = msg.events
+        for event, _, metadata in events:
+            if event == telemetry.AGENT_STARTED:
+                proc.agent = str(metadata.get("agent", "unknown"))[:100]
+                proc.run_ids = (metadata.get("run_id"), metadata.get("parent_run_id"))
         if self.listeners:
-            event = msg.event
-            frame = b""
+            raw = b""
             for app, (conn, wanted) in self.listeners.items():
-                if app is not proc and (wanted is None or event in wanted):
-                    frame = frame or wire.frame(body)
-                    conn.push_bytes(frame)
-        self._events.append(msg)
+                if app is proc:
+                    continue
+                if wanted is None:
+                    raw = raw or wire.frame(body)
+                    conn.push_bytes(raw)
+                else:
+                    subset = [one for one in events if one[0] in wanted]
+                    if subset:
+                        conn.push_bytes(wire.encode(wire.Telemetry(subset)))
+        self._events.append(events)
 
     def _count_events(self) -> None:
         """Count the events received since the last flush (and call the node's own handlers)."""
-        events, self._events = self._events, []
+        batches, self._events = self._events, []
         handle = self.metrics.handle
         local = telemetry.has_handlers()
-        for msg in events:
-            event = msg.event
-            if local:
-                telemetry.dispatch(event, msg.measurements, msg.metadata)
-            handle(event, msg.measurements, msg.metadata)
+        for events in batches:
+            for event, measurements, metadata in events:
+                if local:
+                    telemetry.dispatch(event, measurements, metadata)
+                handle(event, measurements, metadata)
 
     def on_telemetry_subscribe(self, proc: Proc, msg: wire.TelemetrySubscribe) -> None:
         if msg.on and isinstance(proc.conn, Conn):

@@ -74,7 +74,7 @@ class Worker(Endpoint):
         self._poll = select.poll()
         self._poll.register(self._fd, select.POLLIN)
         self.base_tasks = 0  # trio tasks alive when the target starts: the loop's own and ours
-        self.events: list[bytes] = []  # telemetry frames not yet written (see `queue_event`)
+        self.events: list[wire.TelemetryEvent] = []  # not yet written (see `queue_event`)
         self._flush_scope: trio.CancelScope | None = None
 
     # -- the connection --------------------------------------------------------------------------
@@ -83,8 +83,8 @@ class Worker(Endpoint):
         try:
             with self._write_lock:
                 if self.events:  # queued telemetry goes first: the node sees frames in order
-                    data = b"".join([*self.events, data])
-                    self.events.clear()  # the flush deadline stays: see `queue_event`
+                    data = _encode_events(self.events) + data
+                    self.events = []  # the flush deadline stays: see `queue_event`
                 wire.send_all(self._sock, data)
         except OSError:
             node_gone()
@@ -92,13 +92,13 @@ class Worker(Endpoint):
     def _on_loop(self) -> bool:
         return threading.get_ident() == self._loop_thread
 
-    def queue_event(self, data: bytes) -> None:
+    def queue_event(self, event: wire.TelemetryEvent) -> None:
         """Queue a telemetry frame: it leaves with the next frame this process writes, or after
         EVENT_DELAY seconds without one (`flush_events_later`). A turn's events thus ride on its
         model requests and its reply, and never wake the node on their own while it runs."""
         with self._write_lock:
             first = not self.events
-            self.events.append(data)
+            self.events.append(event)
         if not first:
             return
         if not self._on_loop():
@@ -126,8 +126,8 @@ class Worker(Endpoint):
             with self._write_lock:
                 if not self.events:
                     return
-                data = b"".join(self.events)
-                self.events.clear()
+                data = _encode_events(self.events)
+                self.events = []
                 wire.send_all(self._sock, data)
         except OSError:
             pass  # the node is gone: the process learns it from its next read
@@ -242,6 +242,23 @@ class Worker(Endpoint):
             and stats.run_sync_soon_queue_size == 0
             and next_deadline == math.inf
         )
+
+
+def _encode_events(events: list[wire.TelemetryEvent]) -> bytes:
+    """One Telemetry frame for the queued events; an event the wire cannot carry (a measurement
+    of an odd type, say) is dropped with a line on stderr, never the frame it rides with."""
+    try:
+        return wire.encode(wire.Telemetry(events))
+    except TypeError:
+        kept = []
+        for one in events:
+            try:
+                wire.encode(wire.Telemetry([one]))
+            except TypeError as exc:
+                print(f"legion: telemetry event {one[0]!r} dropped: {exc}", file=sys.stderr)
+            else:
+                kept.append(one)
+        return wire.encode(wire.Telemetry(kept)) if kept else b""
 
 
 def node_gone() -> NoReturn:

@@ -198,13 +198,16 @@ class Exiting(_Frame):
     reason: Any
 
 
-class Telemetry(_Frame):
-    """A telemetry event (`legion.telemetry`), never acknowledged: emitted by a process or an
-    application, and forwarded by the node, as it came, to the applications that subscribed."""
+TelemetryEvent = tuple[tuple[str, ...], dict[str, Any], dict[str, Any]]
+"""(event, measurements, metadata)"""
 
-    event: tuple[str, ...]
-    measurements: dict[str, Any]
-    metadata: dict[str, Any]
+
+class Telemetry(_Frame):
+    """Telemetry events (`legion.telemetry`), never acknowledged: a process's queued events in
+    one frame, or one event from an application; forwarded by the node to the applications
+    that subscribed (as it came when they want every event)."""
+
+    events: list[TelemetryEvent]
 
 
 class TelemetrySubscribe(_Frame):

@@ -70,6 +70,9 @@ class Emitter(legion.Server):
             thread = threading.Thread(target=emit)
             thread.start()
             thread.join()
+        elif message == "odd":  # a measurement the wire cannot carry, then a good event
+            telemetry.emit(("test", "odd"), {"n": object()})
+            emit()
         else:
             emit()
         return None

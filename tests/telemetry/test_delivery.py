@@ -52,6 +52,16 @@ def test_an_event_reaches_the_application_with_no_frame_to_ride_on(how: str, loo
         legion.stop(pid)
 
 
+def test_an_event_the_wire_cannot_carry_is_dropped_alone() -> None:
+    """The events queued with it still leave (the process prints which event it dropped)."""
+    seen = collect([EMITTED, ("test", "odd")])
+    pid = legion.start_link(Emitter)
+    legion.cast(pid, "odd")
+    until(lambda: seen)
+    assert [r[0] for r in seen] == [EMITTED]  # the good event, queued with the odd one
+    legion.stop(pid)  # the process is fine
+
+
 def test_the_node_forwards_only_the_events_the_application_wants(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
