@@ -277,20 +277,15 @@ class NodeMetrics:
     def scrape(self) -> bytes:
         return generate_latest(self.registry)
 
-    def _kids(self, key: tuple[Any, ...], make: Callable[[], tuple[Any, ...]]) -> tuple[Any, ...]:
-        """The labelled children an event updates, made once per distinct metadata `key`.
+    def _remember(self, key: tuple[Any, ...], kids: tuple[Any, ...]) -> tuple[Any, ...]:
+        """Keep the labelled children an event updates, by the metadata that chose them.
 
-        `labels(...)` costs more than the update itself; an agent's events repeat the same few
-        keys, so the node looks them up in one dict. Keys are raw metadata values (bounded
-        like the labels they map to); the cache is dropped if it ever grows past 4,096 keys."""
-        try:
-            kids = self._children.get(key)
-        except TypeError:  # an unhashable value in an event emitted by hand
-            return make()
-        if kids is None:
-            if len(self._children) >= 4096:
-                self._children.clear()
-            kids = self._children[key] = make()
+        `labels(...)` costs more than the update itself, and an agent's events repeat the same
+        few keys, so each handler looks its children up in one dict first. Keys are raw metadata
+        values (bounded like the labels they map to); the cache is dropped past 4,096 keys."""
+        if len(self._children) >= 4096:
+            self._children.clear()
+        self._children[key] = kids
         return kids
 
     # -- handlers --------------------------------------------------------------------------------
@@ -304,55 +299,53 @@ class NodeMetrics:
         self.agent_stops.labels(_label(meta.get("agent")), reason).inc()
 
     def _turn(self, m: dict[str, Any], meta: dict[str, Any]) -> None:
-        def make() -> tuple[Any, ...]:
+        key = ("turn", meta.get("agent"), meta.get("outcome"), meta.get("kind"))
+        try:
+            count, duration = self._children[key]
+        except KeyError:
             agent = _label(meta.get("agent"))
             outcome = "error" if "kind" in meta else meta.get("outcome", "ok")
             outcome = outcome if outcome in ("ok", "cancel", "error") else "error"
             error = _error_type(meta) if outcome == "error" else ""
-            return self.turns.labels(agent, outcome), self.turn_duration.labels(agent, error)
-
-        key = ("turn", meta.get("agent"), meta.get("outcome"), meta.get("kind"))
-        count, duration = self._kids(key, make)
+            count, duration = self._remember(
+                key, (self.turns.labels(agent, outcome), self.turn_duration.labels(agent, error))
+            )
         count.inc()
         duration.observe(float(m.get("duration", 0.0)))
 
     def _iteration(self, m: dict[str, Any], meta: dict[str, Any]) -> None:
-        def make() -> tuple[Any, ...]:
+        key = ("iteration", meta.get("agent"), meta.get("action"), meta.get("outcome"),
+               meta.get("retried"))  # fmt: skip
+        try:
+            count, retry = self._children[key]
+        except KeyError:
             agent = _label(meta.get("agent"))
             action = meta.get("action")
             action = action if action in ACTIONS else "none" if action is None else "invalid"
             retried = meta.get("outcome") == "failure" and meta.get("retried")
-            return self.iterations.labels(agent, action), retried and self.retries.labels(agent)
-
-        key = ("iteration", meta.get("agent"), meta.get("action"), meta.get("outcome"),
-               meta.get("retried"))  # fmt: skip
-        count, retry = self._kids(key, make)
+            count, retry = self._remember(
+                key, (self.iterations.labels(agent, action), retried and self.retries.labels(agent))
+            )
         count.inc()
         if retry:
             retry.inc()
 
     def _llm(self, m: dict[str, Any], meta: dict[str, Any]) -> None:
-        def make() -> tuple[Any, ...]:
+        key = ("llm", meta.get("model"), meta.get("kind"))
+        try:
+            duration, errors, tokens_in, tokens_out, cost = self._children[key]
+        except KeyError:
             model = _label(meta.get("model"))
             error = _error_type(meta) if "kind" in meta else ""
-            if error:
-                return (
-                    self.llm_duration.labels("chat", model, error),
-                    self.llm_errors.labels(model, error),
-                    None,
-                    None,
-                    None,
-                )
-            return (
-                self.llm_duration.labels("chat", model, ""),
-                None,
-                self.tokens.labels("chat", model, "input"),
-                self.tokens.labels("chat", model, "output"),
-                self.cost.labels(model),
-            )
-
-        key = ("llm", meta.get("model"), meta.get("kind"))
-        duration, errors, tokens_in, tokens_out, cost = self._kids(key, make)
+            kids: tuple[Any, ...] = (
+                (self.llm_duration.labels("chat", model, error),
+                 self.llm_errors.labels(model, error), None, None, None)
+                if error
+                else (self.llm_duration.labels("chat", model, ""), None,
+                      self.tokens.labels("chat", model, "input"),
+                      self.tokens.labels("chat", model, "output"), self.cost.labels(model))
+            )  # fmt: skip
+            duration, errors, tokens_in, tokens_out, cost = self._remember(key, kids)
         duration.observe(float(m.get("duration", 0.0)))
         if errors is not None:
             errors.inc()
@@ -366,34 +359,33 @@ class NodeMetrics:
             cost.inc(spent)
 
     def _eval(self, m: dict[str, Any], meta: dict[str, Any]) -> None:
-        def make() -> tuple[Any, ...]:
+        key = ("eval", meta.get("agent"), meta.get("outcome"), "kind" in meta)
+        try:
+            duration, count, violation = self._children[key]
+        except KeyError:
             outcome = meta.get("outcome", "ok") if "kind" not in meta else "crashed"
             outcome = outcome if outcome in SANDBOX_OUTCOMES else "crashed"
-            violation = self.violations.labels(outcome) if outcome in VIOLATIONS else None
-            return (
+            duration, count, violation = self._remember(key, (
                 self.eval_duration.labels(outcome),
                 self.evaluations.labels(_label(meta.get("agent")), outcome),
-                violation,
-            )
-
-        key = ("eval", meta.get("agent"), meta.get("outcome"), "kind" in meta)
-        duration, count, violation = self._kids(key, make)
+                self.violations.labels(outcome) if outcome in VIOLATIONS else None,
+            ))  # fmt: skip
         duration.observe(float(m.get("duration", 0.0)))
         count.inc()
         if violation is not None:
             violation.inc()
 
     def _tool(self, m: dict[str, Any], meta: dict[str, Any]) -> None:
-        def make() -> tuple[Any, ...]:
+        key = ("tool", meta.get("tool"), meta.get("kind"))
+        try:
+            count, duration = self._children[key]
+        except KeyError:
             tool = _label(meta.get("tool"))
             error = _error_type(meta) if "kind" in meta else ""
-            return (
+            count, duration = self._remember(key, (
                 self.tool_calls.labels(tool, "error" if error else "ok"),
                 self.tool_duration.labels(tool, error),
-            )
-
-        key = ("tool", meta.get("tool"), meta.get("kind"))
-        count, duration = self._kids(key, make)
+            ))  # fmt: skip
         count.inc()
         duration.observe(float(m.get("duration", 0.0)))
 

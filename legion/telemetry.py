@@ -26,8 +26,7 @@ import threading
 import time
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +36,7 @@ __all__ = [
     "EVENTS",
     "Event",
     "Handler",
+    "Span",
     "SpanInfo",
     "attach",
     "attach_default_logger",
@@ -230,6 +230,11 @@ def emit(
         return
     meas = dict(measurements) if measurements else {}
     meta = {**_context, **metadata} if metadata else dict(_context)
+    _emit(event, meas, meta)
+
+
+def _emit(event: Event, meas: dict[str, Any], meta: dict[str, Any]) -> None:
+    """`emit` for dicts made for this event alone (the context already merged into `meta`)."""
     if _index or _everything:
         dispatch(event, meas, meta)
     forward = _forward or _find_forward()
@@ -296,7 +301,14 @@ _PLAIN_TYPES = frozenset({int, float, bool, type(None), Pid})
 def plain(metadata: dict[str, Any]) -> dict[str, Any]:
     """Metadata that the wire can carry: scalars and pids as they are, the rest as a short repr.
 
-    On every event's path: type lookups, not isinstance chains."""
+    On every event's path: type lookups, not isinstance chains, and no copy when every value
+    already fits (the usual case)."""
+    for value in metadata.values():
+        kind = type(value)
+        if (kind is not str or len(value) > 2000) and kind not in _PLAIN_TYPES:
+            break
+    else:
+        return metadata
     out: dict[str, Any] = {}
     for key, value in metadata.items():
         kind = type(value)
@@ -316,8 +328,7 @@ class SpanInfo(dict[str, Any]):
     measurements: dict[str, Any]
 
 
-@contextmanager
-def span(prefix: Event, metadata: Mapping[str, Any] | None = None) -> Iterator[SpanInfo]:
+def span(prefix: Event, metadata: Mapping[str, Any] | None = None) -> Span:
     """Emit `prefix + ("start",)`, run the block, then `prefix + ("stop",)` with its `duration`.
 
     The block receives a `SpanInfo`: a dict whose items are added to the stop event's metadata,
@@ -325,26 +336,46 @@ def span(prefix: Event, metadata: Mapping[str, Any] | None = None) -> Iterator[S
     `prefix + ("exception",)` is emitted instead (metadata adds `kind` and `reason`) and the
     exception propagates.
     """
-    meta = dict(metadata) if metadata else {}
-    started = time.perf_counter()
-    emit((*prefix, "start"), {"system_time": time.time()}, meta)
-    extra = SpanInfo()
-    extra.measurements = {}
-    try:
-        yield extra
-    except BaseException as exc:
-        reason = str(exc)
-        emit(
-            (*prefix, "exception"),
-            {**extra.measurements, "duration": time.perf_counter() - started},
-            {**meta, **extra, "kind": type(exc).__name__, "reason": reason[:500]},
-        )
-        raise
-    emit(
-        (*prefix, "stop"),
-        {**extra.measurements, "duration": time.perf_counter() - started},
-        {**meta, **extra},
-    )
+    return Span(prefix, metadata)
+
+
+_PHASES: dict[Event, tuple[Event, Event, Event]] = {}
+
+
+class Span:
+    """The context manager `span` returns (a class: a turn runs several, on the hot path)."""
+
+    __slots__ = ("_info", "_meta", "_phases", "_started")
+
+    def __init__(self, prefix: Event, metadata: Mapping[str, Any] | None) -> None:
+        phases = _PHASES.get(prefix)
+        if phases is None:
+            phases = _PHASES[prefix] = (
+                (*prefix, "start"), (*prefix, "stop"), (*prefix, "exception")
+            )  # fmt: skip
+        self._phases = phases
+        self._meta = dict(metadata) if metadata else {}
+
+    def __enter__(self) -> SpanInfo:
+        self._started = time.perf_counter()
+        if ENABLED:
+            _emit(self._phases[0], {"system_time": time.time()}, {**_context, **self._meta})
+        info = self._info = SpanInfo()
+        info.measurements = {}
+        return info
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        if not ENABLED:
+            return
+        info = self._info
+        meas = {**info.measurements, "duration": time.perf_counter() - self._started}
+        if exc is None:
+            _emit(self._phases[1], meas, {**_context, **self._meta, **info})
+        else:
+            failure = {"kind": type(exc).__name__, "reason": str(exc)[:500]}
+            _emit(self._phases[2], meas, {**_context, **self._meta, **info, **failure})
 
 
 # -- the default logger ------------------------------------------------------------------------

@@ -97,10 +97,10 @@ class Worker(Endpoint):
         EVENT_DELAY seconds without one (`flush_events_later`). A turn's events thus ride on its
         model requests and its reply, and never wake the node on their own while it runs."""
         with self._write_lock:
-            first = not self.events
-            self.events.append(event)
-        if not first:
-            return
+            events = self.events
+            events.append(event)
+            if len(events) > 1:
+                return  # not the first: its batch is already on its way
         if not self._on_loop():
             self.flush_events()  # another thread: the loop may be blocked, write now
         elif self._flush_scope is not None and self._flush_scope.deadline == math.inf:
