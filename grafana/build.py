@@ -170,8 +170,10 @@ RUNTIME = dashboard("legion-runtime", "Legion / Runtime", [
           [(f"sum(rate(legion_messages_routed_total[{RATE}]))", "messages")], "ops"),
     panel("Reloads", [(f"sum by (outcome) (increase(legion_reloads_total[{RATE}]))",
                        "{{outcome}}")]),
-    panel("Telemetry events per second",
-          [(f"sum(rate(legion_telemetry_events_total[{RATE}]))", "events")], "ops"),
+    panel("Telemetry events per second", [
+        (f"sum(rate(legion_telemetry_events_total[{RATE}]))", "events"),
+        (f"sum(rate(legion_telemetry_dropped_total[{RATE}]))", "dropped (unread)"),
+    ], "ops"),
     panel("Node scrape up", [('up{job="legion"}', "{{instance}}")], kind="stat"),
 ])  # fmt: skip
 

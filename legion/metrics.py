@@ -108,10 +108,16 @@ class _RuntimeCollector(Collector):
             "Telemetry events handled by the node.",
             value=self.metrics.events if self.metrics is not None else 0,
         )
+        dropped = CounterMetricFamily(
+            "legion_telemetry_dropped",
+            "Telemetry events not forwarded to an application that left too much unread.",
+            value=self.metrics.dropped if self.metrics is not None else 0,
+        )
         yield procs
         yield agents
         yield messages
         yield events
+        yield dropped
 
 
 class NodeMetrics:
@@ -240,6 +246,7 @@ class NodeMetrics:
         )
         self.runtime.metrics = self
         self.events = 0  # telemetry events handled: a plain int, read at scrape time
+        self.dropped = 0  # events not forwarded to an application that stopped reading
         self._children: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         self._handlers: dict[t.Event, Callable[[dict[str, Any], dict[str, Any]], None]] = {
             t.AGENT_STARTED: self._agent_started,

@@ -39,6 +39,10 @@ from .terms import Pid, Ref
 log = logging.getLogger("legion.node")
 
 _SHUTDOWN_GRACE = float(os.environ.get("LEGION_SHUTDOWN_TIMEOUT", "5"))
+TELEMETRY_BACKLOG = 8 * 2**20
+"""Bytes an application may leave unread before the node stops forwarding it telemetry (and
+counts what it drops): events reach an application only while it talks to the node, so one that
+attached a handler and went quiet must not make the node hold every event since."""
 
 
 class Conn:
@@ -49,12 +53,13 @@ class Conn:
     whatever the socket does not take at once is left to the connection's writer task.
     """
 
-    __slots__ = ("_dirty", "_pending", "_raw", "_sock", "_wakeup", "closed", "dirty")
+    __slots__ = ("_dirty", "_pending", "_raw", "_sock", "_wakeup", "backlog", "closed", "dirty")
 
     def __init__(self, stream: trio.SocketStream, dirty: list[Conn]) -> None:
         self._sock = stream.socket
         self._raw = raw_socket(stream)
         self._pending: list[bytes] = []
+        self.backlog = 0  # bytes queued or being written: what the peer has not taken yet
         self._wakeup = trio.Event()
         self._dirty = dirty
         self.closed = False
@@ -67,6 +72,7 @@ class Conn:
         """Queue an encoded frame (header included)."""
         if not self.closed:
             self._pending.append(frame)
+            self.backlog += len(frame)
             if not self.dirty:
                 self.dirty = True
                 self._dirty.append(self)
@@ -85,6 +91,7 @@ class Conn:
             self.close()
             return
         self._pending.clear()
+        self.backlog = len(data) - sent
         if sent < len(data):
             self._pending.append(data[sent:])
             self._wakeup.set()
@@ -99,11 +106,13 @@ class Conn:
                     await _send_all(self._sock, data)
                 except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                     self.close()
+                self.backlog = max(0, self.backlog - len(data))
             self._wakeup = trio.Event()
 
     def close(self) -> None:
         self.closed = True
         self._pending.clear()
+        self.backlog = 0
         self._wakeup.set()
 
 
@@ -517,7 +526,9 @@ class Node:
             event = tuple(event)
             frame = b""
             for conn, wanted in self.listeners.values():
-                if wanted is None or event in wanted:
+                if conn.backlog > TELEMETRY_BACKLOG:
+                    self.metrics.dropped += 1
+                elif wanted is None or event in wanted:
                     if not frame:
                         one = (event, measurements, telemetry.plain(metadata))
                         frame = wire.encode(wire.Telemetry([one]))
@@ -538,7 +549,9 @@ class Node:
             for app, (conn, wanted) in self.listeners.items():
                 if app is proc:
                     continue
-                if wanted is None:
+                if conn.backlog > TELEMETRY_BACKLOG:
+                    self.metrics.dropped += len(events)
+                elif wanted is None:
                     raw = raw or wire.frame(body)
                     conn.push_bytes(raw)
                 else:

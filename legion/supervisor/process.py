@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 EXIT_NODE_GONE = 70
 EVENT_DELAY = 0.05  # seconds queued telemetry may wait for a frame to ride on
+EVENT_BATCH = 256  # events queued at most before they are written without waiting
 
 _current: Worker | None = None
 
@@ -99,6 +100,10 @@ class Worker(Endpoint):
         with self._write_lock:
             events = self.events
             events.append(event)
+            if len(events) >= EVENT_BATCH:
+                self.events = []
+                self._send_events(events)  # a long burst goes in frames of a bounded size
+                return
             if len(events) > 1:
                 return  # not the first: its batch is already on its way
         if not self._on_loop():
@@ -122,13 +127,15 @@ class Worker(Endpoint):
             self.flush_events()
 
     def flush_events(self) -> None:
+        with self._write_lock:
+            events, self.events = self.events, []
+            if events:
+                self._send_events(events)
+
+    def _send_events(self, events: list[wire.TelemetryEvent]) -> None:
+        """Write `events` now (the write lock held)."""
         try:
-            with self._write_lock:
-                if not self.events:
-                    return
-                data = _encode_events(self.events)
-                self.events = []
-                wire.send_all(self._sock, data)
+            wire.send_all(self._sock, _encode_events(events))
         except OSError:
             pass  # the node is gone: the process learns it from its next read
 

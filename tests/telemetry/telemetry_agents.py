@@ -58,6 +58,9 @@ class Emitter(legion.Server):
             trio.lowlevel.spawn_system_task(idle)
         return None
 
+    def handle_call(self, message: object, from_: legion.From) -> object:
+        return "done"  # answered after every event emitted before it
+
     def handle_cast(self, message: object) -> object:
         import threading
 
@@ -66,6 +69,10 @@ class Emitter(legion.Server):
         def emit() -> None:
             telemetry.emit(("test", "emitted"), {"n": 1}, {"how": message})
 
+        if isinstance(message, list) and message[0] == "burst":  # ["burst", count, size]
+            for n in range(message[1]):
+                telemetry.emit(("test", "burst"), {"n": n}, {"blob": "x" * message[2]})
+            return None
         if message == "thread":
             thread = threading.Thread(target=emit)
             thread.start()
