@@ -43,6 +43,7 @@ __all__ = [
     "detach",
     "detach_default_logger",
     "emit",
+    "flush",
     "list_handlers",
     "serve_metrics",
     "span",
@@ -110,10 +111,10 @@ first use in a runtime process (its connection), None in the application until t
 
 
 def _forget_after_fork() -> None:
-    global _forward, _logger_thread, _log_pending, _log_wakeup
+    global _forward, _delivery, _arrived, _arrival
     _forward = None
-    _log_pending, _log_wakeup = deque(), threading.Event()
-    _logger_thread = None  # threads do not survive fork: the child starts its own on first use
+    _arrived, _arrival = deque(), threading.Event()
+    _delivery = None  # threads do not survive fork: the child starts its own on first use
 
 
 ENABLED = os.environ.get("LEGION_TELEMETRY", "1") != "0"
@@ -259,6 +260,73 @@ def dispatch(event: Event, measurements: dict[str, Any], metadata: dict[str, Any
                 "telemetry handler %r failed on %s and was detached", attached.handler_id, event
             )
             detach(attached.handler_id)
+
+
+# -- delivery in the application ---------------------------------------------------------------
+
+DELIVERY_DELAY = 0.02
+"""Seconds the application's telemetry thread lets events gather before it runs the handlers:
+one wake-up per burst rather than per event (a turn emits six or more in about a ms)."""
+
+_arrived: deque[Any] = deque()  # Telemetry frames read from the node (encoded), flush markers
+_arrival = threading.Event()
+_delivery: threading.Thread | None = None
+_delivery_lock = threading.Lock()
+
+
+def deliver_later(frames: list[bytes]) -> None:
+    """Hand Telemetry frames the application read from the node to the telemetry thread.
+
+    The thread that reads the node (one waiting on a `legion.call`, say) only queues the bytes:
+    decoding the events and running the handlers happen on the telemetry thread."""
+    if _delivery is None:
+        _start_delivery()
+    _arrived.extend(frames)
+    if not _arrival.is_set():
+        _arrival.set()
+
+
+def flush(timeout: float = 10.0) -> bool:
+    """In the application: wait until the handlers have run for every event read from the node
+    so far; False on timeout. (Events reach the application while it talks to the node.)"""
+    thread = _delivery
+    if thread is None or not thread.is_alive() or thread is threading.current_thread():
+        return True
+    done = threading.Event()
+    _arrived.append(done)
+    _arrival.set()
+    return done.wait(timeout)
+
+
+def _start_delivery() -> None:
+    global _delivery
+    with _delivery_lock:
+        if _delivery is None:
+            _delivery = threading.Thread(target=_deliver, name="legion-telemetry", daemon=True)
+            _delivery.start()
+
+
+def _deliver() -> None:
+    from .supervisor import wire
+
+    arrived, arrival = _arrived, _arrival
+    while True:
+        arrival.wait()
+        time.sleep(DELIVERY_DELAY)
+        arrival.clear()  # an arrival from here on sets it again
+        while arrived:
+            item = arrived.popleft()
+            if isinstance(item, threading.Event):
+                item.set()
+                continue
+            try:
+                frame = wire.decode(item)
+            except Exception:
+                log.exception("telemetry: dropped a malformed frame from the node")
+                continue
+            if type(frame) is wire.Telemetry:
+                for event, measurements, metadata in frame.events:
+                    dispatch(event, measurements, metadata)
 
 
 def _find_forward() -> Callable[[Event, dict[str, Any], dict[str, Any]], None]:
@@ -411,9 +479,8 @@ def attach_default_logger(
     "human", "runtime". Lines are indented by nesting (turn, iteration, request/evaluation, tool
     call) and prefixed with a marker coloured per run (`┃▸` for a sub-agent).
 
-    The handler only queues the event: a background thread formats and logs the lines, in order,
-    so logging never delays the thread that reads the node (`flush_default_logger` waits for
-    the queue; `detach_default_logger` and interpreter exit drain it).
+    In the application the lines are written by the telemetry thread (see `flush`), so logging
+    never delays the thread that reads the node.
     """
     if isinstance(level, str):
         level = logging.getLevelName(level.upper())
@@ -424,72 +491,14 @@ def attach_default_logger(
     if unknown:
         raise ValueError(f"unknown event groups {sorted(unknown)}; choose from {sorted(_GROUPS)}")
     wanted = [e for e in EVENTS if _group(e) in groups]
-    attach(DEFAULT_LOGGER_ID, wanted, _queue_event, {"level": level, "colour": colour})
+    attach(DEFAULT_LOGGER_ID, wanted, _log_event, {"level": level, "colour": colour})
 
 
 def detach_default_logger() -> bool:
-    """Remove the default logger, after it has written every line queued so far."""
-    attached = detach(DEFAULT_LOGGER_ID)
-    flush_default_logger()
-    return attached
-
-
-def flush_default_logger(timeout: float = 10.0) -> bool:
-    """Wait until the default logger has written every event queued so far; False on timeout."""
-    thread = _logger_thread
-    if thread is None or not thread.is_alive():
-        return True
-    done = threading.Event()
-    _log_pending.append(done)
-    _log_wakeup.set()
-    return done.wait(timeout)
-
-
-LOG_DELAY = 0.02
-"""Seconds the logger thread lets a burst of events gather before it writes their lines: one
-wake-up per burst rather than per event (a turn emits six or more events in about a ms)."""
-
-_log_pending: deque[Any] = deque()
-_log_wakeup = threading.Event()
-_logger_thread: threading.Thread | None = None
-_logger_lock = threading.Lock()
-
-
-def _queue_event(
-    event: Event, measurements: dict[str, Any], metadata: dict[str, Any], config: Any
-) -> None:
-    if _logger_thread is None:
-        _start_logger_thread()
-    _log_pending.append((event, measurements, metadata, config))
-    if not _log_wakeup.is_set():
-        _log_wakeup.set()
-
-
-def _start_logger_thread() -> None:
-    global _logger_thread
-    with _logger_lock:
-        if _logger_thread is None:
-            _logger_thread = threading.Thread(
-                target=_write_lines, name="legion-telemetry-logger", daemon=True
-            )
-            _logger_thread.start()
-
-
-def _write_lines() -> None:
-    pending, wakeup = _log_pending, _log_wakeup
-    while True:
-        wakeup.wait()
-        time.sleep(LOG_DELAY)
-        wakeup.clear()  # an event queued from here on sets it again
-        while pending:
-            item = pending.popleft()
-            if isinstance(item, threading.Event):
-                item.set()
-                continue
-            try:
-                _log_event(*item)
-            except Exception:  # a line that cannot be formatted never stops the others
-                log.exception("telemetry: cannot log %s", item[0])
+    """Remove the default logger, after it has written the lines of every event received so
+    far (`flush`)."""
+    flush()
+    return detach(DEFAULT_LOGGER_ID)
 
 
 _INDENT = {"agent": 0, "message": 0, "runtime": 0, "iteration": 2, "llm": 4, "sandbox": 4}
@@ -587,4 +596,4 @@ def _log_event(
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)
-atexit.register(flush_default_logger, 5.0)
+atexit.register(flush, 5.0)

@@ -72,6 +72,7 @@ class Client(Endpoint):
     def _pump(self) -> None:
         """Read what is there without blocking (the reader only) and file it."""
         msgs: list[wire.Frame] = []
+        events: list[bytes] = []
         eof = False
         while True:
             try:
@@ -83,9 +84,17 @@ class Client(Endpoint):
             if not data:
                 eof = True
                 break
-            msgs.extend(wire.decode(body) for body in self._frames.feed(data))
+            for body in self._frames.feed(data):
+                if body.startswith(wire.TELEMETRY_PREFIX):
+                    events.append(body)  # decoded and handled on the telemetry thread
+                else:
+                    msgs.append(wire.decode(body))
             if len(data) < 262144:
                 break
+        if events:
+            from .. import telemetry
+
+            telemetry.deliver_later(events)
         with self._cond:
             for msg in msgs:
                 self.dispatch(msg)

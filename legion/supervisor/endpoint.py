@@ -134,11 +134,6 @@ class Endpoint:
             )
         elif type(msg) is wire.CastIn:
             self.mailbox.append(CastRequest(wire.decode_term(msg.payload)))
-        elif type(msg) is wire.Telemetry:  # events forwarded by the node
-            from .. import telemetry
-
-            for event, measurements, metadata in msg.events:
-                telemetry.dispatch(event, measurements, metadata)
         else:
             self.dispatch_other(msg)
 

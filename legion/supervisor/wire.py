@@ -296,6 +296,10 @@ Frame = Union[  # noqa: UP007 - a long union reads better as Union[...]
 
 _decoder = msgspec.msgpack.Decoder(Frame, ext_hook=_ext_hook, dec_hook=_dec_hook)
 
+TELEMETRY_PREFIX = msgspec.msgpack.encode(Telemetry([]))[:-1]
+"""How every encoded Telemetry frame body starts: lets the application hand events to its
+telemetry thread without decoding them on the thread that reads the node."""
+
 
 # -- node <-> zygote control frames (SOCK_SEQPACKET, fds by SCM_RIGHTS) --------------------------
 

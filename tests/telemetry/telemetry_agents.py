@@ -73,6 +73,10 @@ class Emitter(legion.Server):
             for n in range(message[1]):
                 telemetry.emit(("test", "burst"), {"n": n}, {"blob": "x" * message[2]})
             return None
+        if isinstance(message, list) and message[0] == "restarts":  # ["restarts", count]
+            for n in range(message[1]):
+                telemetry.emit(telemetry.SUPERVISOR_RESTART, {}, {"supervisor": f"S{n}"})
+            return None
         if message == "thread":
             thread = threading.Thread(target=emit)
             thread.start()

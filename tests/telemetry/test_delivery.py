@@ -112,9 +112,10 @@ def test_an_event_emitted_in_the_application_is_counted_by_the_node_once() -> No
     assert [r[2]["outcome"] for r in seen] == ["error", "ok"]  # local, not echoed by the node
 
 
-def test_the_default_logger_writes_on_its_own_thread_in_order(
+def test_forwarded_events_are_handled_on_the_telemetry_thread_in_order(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """The thread reading the node only queues them; `flush` waits until they are handled."""
     threads: list[str] = []
 
     class Spy(logging.Handler):
@@ -123,20 +124,23 @@ def test_the_default_logger_writes_on_its_own_thread_in_order(
 
     spy = Spy()
     logging.getLogger("legion.telemetry").addHandler(spy)
+    pid = legion.start_link(Emitter)
     try:
         with caplog.at_level(logging.INFO, logger="legion.telemetry"):
             telemetry.attach_default_logger(events=["runtime"], colour=False)
-            for n in range(50):
-                telemetry.emit(telemetry.SUPERVISOR_RESTART, {}, {"supervisor": f"S{n}"})
-            assert telemetry.flush_default_logger()
+            legion.cast(pid, ["restarts", 50])
+            assert legion.call(pid, "after them") == "done"  # the events came before the reply
+            assert telemetry.flush()
             lines = [m for m in caplog.messages if "supervisor:restart" in m]
             assert lines == [f"┃  supervisor:restart supervisor=S{n}" for n in range(50)]
-            assert set(threads) == {"legion-telemetry-logger"}
-            telemetry.emit(telemetry.SUPERVISOR_RESTART, {}, {"supervisor": "last"})
-            assert telemetry.detach_default_logger()  # drains what was queued
-            assert caplog.messages[-1] == "┃  supervisor:restart supervisor=last"
+            assert set(threads) == {"legion-telemetry"}
+            telemetry.emit(telemetry.SUPERVISOR_RESTART, {}, {"supervisor": "local"})
+            assert caplog.messages[-1] == "┃  supervisor:restart supervisor=local"  # at once
+            assert threads[-1] == threading.current_thread().name
+            assert telemetry.detach_default_logger()
     finally:
         logging.getLogger("legion.telemetry").removeHandler(spy)
+        legion.stop(pid)
 
 
 def test_the_default_logger_does_not_format_what_nobody_would_see(
