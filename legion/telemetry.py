@@ -111,9 +111,9 @@ first use in a runtime process (its connection), None in the application until t
 
 
 def _forget_after_fork() -> None:
-    global _forward, _delivery, _arrived, _arrival
+    global _forward, _delivery, _arrived, _arrival, _delivery_lock
     _forward = None
-    _arrived, _arrival = deque(), threading.Event()
+    _arrived, _arrival, _delivery_lock = deque(), threading.Event(), threading.Lock()
     _delivery = None  # threads do not survive fork: the child starts its own on first use
 
 

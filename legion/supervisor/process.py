@@ -94,7 +94,7 @@ class Worker(Endpoint):
         return threading.get_ident() == self._loop_thread
 
     def queue_event(self, event: wire.TelemetryEvent) -> None:
-        """Queue a telemetry frame: it leaves with the next frame this process writes, or after
+        """Queue a telemetry event: it leaves with the next frame this process writes, or after
         EVENT_DELAY seconds without one (`flush_events_later`). A turn's events thus ride on its
         model requests and its reply, and never wake the node on their own while it runs."""
         with self._write_lock:
