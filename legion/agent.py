@@ -337,7 +337,8 @@ class Agent(Server):
         from .supervisor.server import _reload_from_source
 
         old_cls = type(self)
-        done = [m for m in modules if m in sys.modules and m not in ("__main__", "__mp_main__")]
+        names = ["__mp_main__" if m == "__main__" else m for m in modules]  # the script, here
+        done = [m for m in names if m in sys.modules and m != "__main__"]
         try:
             for name in done:
                 _reload_from_source(sys.modules[name])

@@ -78,7 +78,7 @@ def _check(modules: list[str]) -> None:
             raise ReloadError(name, f"{type(exc).__name__}: {exc}") from exc
     for name in modules:
         module = sys.modules.get(name)
-        if module is None:
+        if module is None or name == "__main__":  # the running script: checked, not re-run
             continue
         try:
             _reload_from_source(module)
@@ -272,14 +272,14 @@ def _notify_fds() -> set[str]:
 
 
 def modules_of(paths: Iterable[str]) -> list[str]:
-    """The imported modules (not `__main__`) whose source file is one of `paths`."""
+    """The imported modules whose source file is one of `paths` (`__main__` for the script)."""
     import os
 
     wanted = {os.path.realpath(p) for p in paths}
     found = []
     for name, module in list(sys.modules.items()):
         file = getattr(module, "__file__", None)
-        if file and name not in ("__main__", "__mp_main__") and os.path.realpath(file) in wanted:
+        if file and name != "__mp_main__" and os.path.realpath(file) in wanted:
             found.append(name)
     return sorted(found)
 

@@ -220,10 +220,9 @@ async def _code_change(server: Server, request: CodeChange) -> Any:
     old_cls = type(server)
     try:
         if request.reload:
-            module = sys.modules[old_cls.__module__]
-            if module.__name__ in ("__main__", "__mp_main__"):
-                raise TypeError("a class defined in the main script cannot be reloaded")
-            new_cls: Any = _reload_from_source(module)
+            # the script's classes live in `__mp_main__` here: re-executed as that, its
+            # `if __name__ == "__main__":` block does not run again
+            new_cls: Any = _reload_from_source(sys.modules[old_cls.__module__])
             for part in old_cls.__qualname__.split("."):
                 new_cls = getattr(new_cls, part)
             server.__class__ = new_cls

@@ -208,6 +208,11 @@ def _resolve(msg: Any) -> Any:
             module = type(sys)("__mp_main__")
             module.__dict__.update(namespace)
             sys.modules["__mp_main__"] = module
+            # first in `_stamps`: it imports the others, so `_refresh` re-executes it last
+            others = [(k, v) for k, v in _stamps.items() if k != "__mp_main__"]
+            _stamps.clear()
+            _stamps["__mp_main__"] = _stamp(msg.main_path)
+            _stamps.update(others)
     else:
         module = sys.modules.get(msg.module)
         if module is None:

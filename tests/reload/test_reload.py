@@ -98,12 +98,8 @@ def test_a_syntax_error_is_reported_and_the_old_code_keeps_running(
     module = importlib.import_module(name)
     pid = legion.start(module.Counter)
     events: list[dict] = []  # type: ignore[type-arg]
-    handler = (
-        legion.telemetry.attach(
-            "reload-test", [legion.telemetry.RELOAD], lambda e, m, meta: events.append(meta)
-        )
-        if hasattr(legion.telemetry, "attach")
-        else None
+    legion.telemetry.attach(
+        "reload-test", [legion.telemetry.RELOAD], lambda e, m, meta, c: events.append(meta)
     )
     _write(d / f"{name}.py", "this is not python(")
     with pytest.raises(legion.ReloadError, match=rf"{name}.*SyntaxError.*line 1"):
@@ -111,8 +107,9 @@ def test_a_syntax_error_is_reported_and_the_old_code_keeps_running(
     assert legion.call(pid, "x") == ["v1", 1]
     fresh = legion.start(module.Counter)
     assert legion.call(fresh, "x") == ["v1", 1]
-    if handler is not None:
-        assert events and events[-1]["outcome"] == "error"
+    legion.telemetry.detach("reload-test")
+    assert events and events[-1]["outcome"] == "error"  # emitted in the application: at once
+    assert f"{name}" in events[-1]["modules"] and "SyntaxError" in events[-1]["error"]
     legion.stop(pid)
     legion.stop(fresh)
 
