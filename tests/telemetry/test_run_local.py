@@ -11,16 +11,14 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import psutil
 import pytest
+from test_prometheus import free_port, query
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "grafana" / "run-local.sh"
@@ -42,20 +40,6 @@ with open(os.environ["STANDIN_RECORD"], "w") as f:
 EOF
 exec sleep 600
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def prometheus_query(port: int, expr: str) -> list[dict[str, object]]:
-    url = f"http://127.0.0.1:{port}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        result: list[dict[str, object]] = json.loads(response.read())["data"]["result"]
-        return result
 
 
 def test_run_local_without_docker(tmp_path: Path) -> None:
@@ -81,6 +65,7 @@ def test_run_local_without_docker(tmp_path: Path) -> None:
         env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         start_new_session=True,
     )  # fmt: skip
+    base = f"http://127.0.0.1:{prometheus_port}"
     try:
         deadline = time.monotonic() + 90
         scraped: list[dict[str, object]] = []
@@ -88,11 +73,11 @@ def test_run_local_without_docker(tmp_path: Path) -> None:
             assert script.poll() is None, script.communicate()[0].decode()
             assert time.monotonic() < deadline, "Prometheus never scraped a demo turn"
             try:
-                scraped = prometheus_query(prometheus_port, "legion_agent_turns_total > 0")
+                scraped = query(base, "legion_agent_turns_total > 0")
             except OSError:
                 pass
             time.sleep(0.5)
-        up = prometheus_query(prometheus_port, 'up{job="legion"}')
+        up = query(base, 'up{job="legion"}')
         assert up and up[0]["value"][1] == "1"  # type: ignore[index]
         ran = json.loads(record.read_text())
         assert ran["argv"][:2] == ["server", "--homepath"]
