@@ -523,42 +523,40 @@ class Node:
         """Where the node's own events end: the registry, then each application subscribed."""
         self.metrics.handle(event, measurements, metadata)
         if self.listeners:
-            event = tuple(event)
-            frame = b""
-            for conn, wanted in self.listeners.values():
-                if conn.backlog > TELEMETRY_BACKLOG:
-                    self.metrics.dropped += 1
-                elif wanted is None or event in wanted:
-                    if not frame:
-                        one = (event, measurements, telemetry.plain(metadata))
-                        frame = wire.encode(wire.Telemetry([one]))
-                    conn.push_bytes(frame)
+            self._forward_events(None, [(tuple(event), measurements, telemetry.plain(metadata))])
 
     def on_telemetry(self, proc: Proc, msg: wire.Telemetry, body: bytes) -> None:
-        """Events from a process or an application: forwarded at once to every subscribed
-        application but their sender (in order with the frames around them: one write carries a
-        turn's events and its reply; the bytes as they came to an application that wants every
-        event); counted after the frames are flushed."""
+        """Events from a process or an application: forwarded at once (in order with the frames
+        around them: one write carries a turn's events and its reply), counted after the frames
+        are flushed."""
         events = msg.events
         for event, _, metadata in events:
             if event == telemetry.AGENT_STARTED:
                 proc.agent = str(metadata.get("agent", "unknown"))[:100]
                 proc.run_ids = (metadata.get("run_id"), metadata.get("parent_run_id"))
         if self.listeners:
-            raw = b""
-            for app, (conn, wanted) in self.listeners.items():
-                if app is proc:
-                    continue
-                if conn.backlog > TELEMETRY_BACKLOG:
-                    self.metrics.dropped += len(events)
-                elif wanted is None:
-                    raw = raw or wire.frame(body)
-                    conn.push_bytes(raw)
-                else:
-                    subset = [one for one in events if one[0] in wanted]
-                    if subset:
-                        conn.push_bytes(wire.encode(wire.Telemetry(subset)))
+            self._forward_events(proc, events, body)
         self._events.append(events)
+
+    def _forward_events(
+        self, sender: Proc | None, events: list[wire.TelemetryEvent], body: bytes | None = None
+    ) -> None:
+        """Forward `events` to every subscribed application but their sender: the bytes as they
+        came (`body`, encoded once if None) to one that wants every event, the events it wants
+        to the others; none to one that left TELEMETRY_BACKLOG unread (counted as dropped)."""
+        raw = b""
+        for app, (conn, wanted) in self.listeners.items():
+            if app is sender:
+                continue
+            if conn.backlog > TELEMETRY_BACKLOG:
+                self.metrics.dropped += len(events)
+            elif wanted is None:
+                raw = raw or (wire.frame(body) if body else wire.encode(wire.Telemetry(events)))
+                conn.push_bytes(raw)
+            else:
+                subset = [one for one in events if one[0] in wanted]
+                if subset:
+                    conn.push_bytes(wire.encode(wire.Telemetry(subset)))
 
     def _count_events(self) -> None:
         """Count the events received since the last flush (and call the node's own handlers)."""
