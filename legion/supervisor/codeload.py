@@ -390,8 +390,11 @@ _LIBRARY_PATHS = tuple(
 
 
 def is_application(module: types.ModuleType) -> bool:
-    """A module of the application: loaded from a .py file outside the standard library and the
-    installed packages (those never change under a running process)."""
+    """A module of the application: loaded from a .py file outside the standard library, the
+    installed packages and Legion itself (none of them is reloaded under a running node)."""
+    name = getattr(module, "__name__", "")
+    if name == "legion" or name.startswith("legion."):
+        return False
     path = getattr(module, "__file__", None)
     if not isinstance(path, str) or not path.endswith(".py") or "site-packages" in path:
         return False

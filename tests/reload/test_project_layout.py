@@ -270,3 +270,22 @@ def test_an_agent_whose_new_code_fails_keeps_its_tools_and_prompt(
         assert "Tomorrow's forecast" in _system_prompt(agent)
         legion.unlink(agent)
         legion.stop(agent)
+
+
+@pytest.mark.anyio
+async def test_areload_switches_every_live_server_that_calls_the_helper(
+    project: tuple[str, Path],
+) -> None:
+    tag, d = project
+    helpers, servers = f"helpers{tag}", f"srv{tag}"
+    _write(d / f"{helpers}.py", HELPERS_V1)
+    _write(d / f"{servers}.py", SERVERS.format(helpers=helpers))
+    Greeter = importlib.import_module(servers).Greeter
+    pids = [await legion.astart(Greeter) for _ in range(3)]
+    assert [await legion.acall(pid, "ann") for pid in pids] == [["hello ann", "ANN", 1]] * 3
+    _write(d / f"{helpers}.py", HELPERS_V2)
+    result = await legion.areload(helpers)
+    assert sorted(map(repr, result.reloaded)) == sorted(map(repr, pids)) and not result.failed
+    assert [await legion.acall(pid, "ann") for pid in pids] == [["good morning ann", "ANN!", 2]] * 3
+    for pid in pids:
+        await legion.astop(pid)
