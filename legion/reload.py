@@ -15,7 +15,8 @@
    finishes on the old code), keeps its conversation, bindings and tool instances, and rebuilds
    its tool table and system prompt from the tools as they are now. A process whose switch
    fails is put back on its old code and listed in `failed`; a supervised one is then ended so
-   that its supervisor restarts it on the new code (`restarted`). A function process cannot
+   that its supervisor restarts it on the new code (`restarted`). One still busy when the
+   timeout ends is listed in `failed` as busy, not restarted: it switches when it gets to it. A function process cannot
    switch while it runs: if its module uses a changed one it is listed in `failed` (and
    restarted when supervised).
 
@@ -178,23 +179,50 @@ def _with_extra(request: Any, extra: Any) -> Any:
 def reload(modules: Iterable[str] | str, extra: Any = None, timeout: float = 30.0) -> ReloadResult:
     """Reload `modules` (names) in the running node; see the module docstring.
 
-    `extra` is passed to the `code_change` of servers whose own module changed; `timeout`
-    bounds the wait for each process (an agent answers once its turn in flight is over)."""
+    `extra` is passed to the `code_change` of servers whose own module changed. Every live
+    process is asked at once, and `timeout` bounds the wait for all of them (an agent answers
+    once its turn in flight is over). The calling process loads the modules itself (step 2)."""
+    from .supervisor.endpoint import _deadline
+
     names, start, result = _begin(modules)
     plan = _Plan(names)
-    live: list[list[Any]] = api._endpoint()._acked(lambda r: wire.Processes(r), None)
+    endpoint = api._endpoint()
+    live: list[list[Any]] = endpoint._acked(lambda r: wire.Processes(r), None)
+    asked = []
     for pid, module, qualname, *supervised in live:
         request = plan.request(module, qualname)
-        if request is None:
+        if request is None or pid == endpoint.pid:
             continue
-        reply = request
-        if not isinstance(request, _Cannot):
-            try:
-                reply = api._endpoint().call(pid, _with_extra(request, extra), timeout)
-            except Exception as exc:
-                reply = f"{type(exc).__name__}: {exc}"
+        if isinstance(request, _Cannot):
+            _outcome(result, pid, request, supervised)
+            continue
+        try:
+            asked.append((pid, endpoint._start_call(pid, _with_extra(request, extra)), supervised))
+        except Exception as exc:
+            _outcome(result, pid, f"{type(exc).__name__}: {exc}", supervised)
+    deadline = _deadline(timeout)
+    for pid, ref, supervised in asked:
+        ok = endpoint._wait(endpoint._answered(ref, False), deadline)
+        try:
+            reply = endpoint._finish_call(ref, ok, pid, timeout)
+        except Exception as exc:
+            reply = _failure(exc, timeout)
         _outcome(result, pid, reply, supervised)
     return _end(result, start)
+
+
+def _failure(exc: Exception, timeout: float) -> Any:
+    """Why a process did not answer: busy past the timeout (its request stays queued, so it is
+    not restarted), or the call's failure (it died meanwhile, say)."""
+    from .supervisor.errors import CallTimeout
+
+    if isinstance(exc, CallTimeout):
+        return _Cannot(
+            f"no answer within {timeout} s (busy with a turn or a long call); the request "
+            "stays queued, so it switches when it gets to it",
+            restart=False,
+        )
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _control() -> str:
@@ -238,18 +266,19 @@ async def areload(
     """`reload` for async code: every live process is asked at once."""
     names, start, result = _begin(modules)
     plan = _Plan(names)
-    live: list[list[Any]] = await api._endpoint()._aacked(lambda r: wire.Processes(r), None)
+    endpoint = api._endpoint()
+    live: list[list[Any]] = await endpoint._aacked(lambda r: wire.Processes(r), None)
 
     async def one(pid: Pid, module: str, qualname: str, *supervised: Any) -> None:
         request = plan.request(module, qualname)
-        if request is None:
+        if request is None or pid == endpoint.pid:
             return
         reply = request
         if not isinstance(request, _Cannot):
             try:
-                reply = await api._endpoint().acall(pid, _with_extra(request, extra), timeout)
+                reply = await endpoint.acall(pid, _with_extra(request, extra), timeout)
             except Exception as exc:
-                reply = f"{type(exc).__name__}: {exc}"
+                reply = _failure(exc, timeout)
         _outcome(result, pid, reply, list(supervised))
 
     import sniffio

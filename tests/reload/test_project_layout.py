@@ -8,8 +8,10 @@ from __future__ import annotations
 import importlib
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -289,3 +291,40 @@ async def test_areload_switches_every_live_server_that_calls_the_helper(
     assert [await legion.acall(pid, "ann") for pid in pids] == [["good morning ann", "ANN!", 2]] * 3
     for pid in pids:
         await legion.astop(pid)
+
+
+def test_an_agent_busy_past_the_timeout_is_in_failed_and_switches_after_its_turn(
+    project: tuple[str, Path],
+) -> None:
+    tag, d = project
+    tools, agents = f"tools{tag}", f"agents{tag}"
+    _write(d / f"{tools}.py", TOOLS_V1)
+    _write(d / f"{agents}.py", AGENTS.format(tools=tools))
+    Forecaster = importlib.import_module(agents).Forecaster
+    entered, release = threading.Event(), threading.Event()
+
+    def model(request: testing.Request) -> dict[str, Any]:
+        if "hold" in request.messages[-1]["content"]:
+            entered.set()
+            release.wait(30)
+        return eval_and_complete(ASK)
+
+    with testing.FunctionModel(model):
+        agent = legion.start_link(Forecaster)
+        assert agent is not None
+        held: dict[str, Any] = {}
+        turn = threading.Thread(target=lambda: held.update(r=legion.call(agent, "hold", 30)))
+        turn.start()
+        assert entered.wait(30)
+        _write(d / f"{tools}.py", TOOLS_V2)
+        result = legion.reload(tools, timeout=0.5)
+        release.set()
+        turn.join(30)
+        assert result.reloaded == [] and result.restarted == []
+        assert "no answer within 0.5 s" in result.failed[agent]
+        assert held["r"] == "sunny in Paris (1)"  # the held turn finished on the old code
+        assert (
+            legion.call(agent, "weather?") == "rain in Paris for 1 day(s) (2)"
+        )  # then it switched
+        legion.unlink(agent)
+        legion.stop(agent)
