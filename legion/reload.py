@@ -16,9 +16,9 @@
    its tool table and system prompt from the tools as they are now. A process whose switch
    fails is put back on its old code and listed in `failed`; a supervised one is then ended so
    that its supervisor restarts it on the new code (`restarted`). One still busy when the
-   timeout ends is listed in `failed` as busy, not restarted: it switches when it gets to it. A function process cannot
-   switch while it runs: if its module uses a changed one it is listed in `failed` (and
-   restarted when supervised).
+   timeout ends is listed in `failed` as busy, not restarted: it switches when it gets to it.
+   A function process cannot switch while it runs: if its module uses a changed one it is
+   listed in `failed` (and restarted when supervised).
 
 A `legion.telemetry.RELOAD` event reports which modules changed and which processes took it.
 """
@@ -104,10 +104,11 @@ class _Plan:
     `CodeChange` system request, a function process not at all (it cannot switch while it runs).
     The runtime's own processes (supervisors) run no application code and are left alone."""
 
-    def __init__(self, names: list[str]) -> None:
+    def __init__(self, names: list[str], extra: Any) -> None:
         from .supervisor import codeload
 
         self.names = names
+        self.extra = extra
         self.affected = codeload.dependents(names)
 
     def request(self, module: str, qualname: str) -> Any:
@@ -130,7 +131,7 @@ class _Plan:
         if getattr(target, "__legion_agent__", False):
             return [_control(), "reload", self.names]
         if isinstance(target, type) and issubclass(target, Server):
-            return CodeChange(None, self.names)
+            return CodeChange(self.extra, self.names)
         if module in self.affected:
             return _Cannot(
                 "a function process cannot switch code while it runs: restart it "
@@ -172,10 +173,6 @@ def _outcome(result: ReloadResult, pid: Pid, reply: Any, supervised: list[Any]) 
         result.restarted.append(pid)
 
 
-def _with_extra(request: Any, extra: Any) -> Any:
-    return CodeChange(extra, request.reload) if isinstance(request, CodeChange) else request
-
-
 def reload(modules: Iterable[str] | str, extra: Any = None, timeout: float = 30.0) -> ReloadResult:
     """Reload `modules` (names) in the running node; see the module docstring.
 
@@ -185,7 +182,7 @@ def reload(modules: Iterable[str] | str, extra: Any = None, timeout: float = 30.
     from .supervisor.endpoint import _deadline
 
     names, start, result = _begin(modules)
-    plan = _Plan(names)
+    plan = _Plan(names, extra)
     endpoint = api._endpoint()
     live: list[list[Any]] = endpoint._acked(lambda r: wire.Processes(r), None)
     asked = []
@@ -197,7 +194,7 @@ def reload(modules: Iterable[str] | str, extra: Any = None, timeout: float = 30.
             _outcome(result, pid, request, supervised)
             continue
         try:
-            asked.append((pid, endpoint._start_call(pid, _with_extra(request, extra)), supervised))
+            asked.append((pid, endpoint._start_call(pid, request), supervised))
         except Exception as exc:
             _outcome(result, pid, f"{type(exc).__name__}: {exc}", supervised)
     deadline = _deadline(timeout)
@@ -265,7 +262,7 @@ async def areload(
 ) -> ReloadResult:
     """`reload` for async code: every live process is asked at once."""
     names, start, result = _begin(modules)
-    plan = _Plan(names)
+    plan = _Plan(names, extra)
     endpoint = api._endpoint()
     live: list[list[Any]] = await endpoint._aacked(lambda r: wire.Processes(r), None)
 
@@ -276,7 +273,7 @@ async def areload(
         reply = request
         if not isinstance(request, _Cannot):
             try:
-                reply = await endpoint.acall(pid, _with_extra(request, extra), timeout)
+                reply = await endpoint.acall(pid, request, timeout)
             except Exception as exc:
                 reply = _failure(exc, timeout)
         _outcome(result, pid, reply, list(supervised))

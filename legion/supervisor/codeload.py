@@ -100,7 +100,7 @@ def _compile(name: str, module: types.ModuleType) -> types.CodeType:
             return compile(f.read(), path, "exec", dont_inherit=True)
     except SyntaxError as exc:
         raise LoadError(name, f"SyntaxError: {exc.msg} ({path}, line {exc.lineno})") from exc
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # unreadable, not UTF-8, a NUL byte
         raise LoadError(name, f"{type(exc).__name__}: {exc}") from exc
 
 
