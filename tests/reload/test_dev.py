@@ -45,13 +45,16 @@ from legion.testing import eval_and_complete
 from my_agents import Forecaster  # a sibling module: the script's folder must be on sys.path
 
 if __name__ == "__main__":
-    with testing.ScriptedModel([eval_and_complete("Weather.forecast('Paris')")] * 2):
+    with testing.ScriptedModel([eval_and_complete("Weather.forecast('Paris')")] * 3):
         agent = legion.start_link(Forecaster)
         print(repr(legion.call(agent, "weather?")), flush=True)
         sys.stdin.readline()  # the test saves my_tools.py meanwhile
         print(repr(legion.call(agent, "weather?")), flush=True)
-        legion.unlink(agent)
-        legion.stop(agent)
+        fresh = legion.start_link(Forecaster)
+        print(repr(legion.call(fresh, "weather?")), flush=True)
+        for pid in (agent, fresh):
+            legion.unlink(pid)
+            legion.stop(pid)
 """
 
 
@@ -92,11 +95,12 @@ def test_legion_dev_imports_siblings_and_reloads_a_saved_tool_module(tmp_path: P
 
     try:
         first = out.get(timeout=60)
-        (project / "my_tools.py").write_text(textwrap.dedent(TOOLS.replace("WORD", "rainy")))
+        (project / "my_tools.py").write_text(textwrap.dedent(TOOLS.replace("WORD", "raining")))
         summary = reload_line()
         stdin.write("go\n")
         stdin.flush()
         second = out.get(timeout=60)
+        third = out.get(timeout=60)
         app.wait(60)
     finally:
         if app.poll() is None:
@@ -111,7 +115,8 @@ def test_legion_dev_imports_siblings_and_reloads_a_saved_tool_module(tmp_path: P
         seen_err.append(err.get())
     assert ast.literal_eval(first) == "sunny in Paris", seen_err
     assert summary == "legion: reloaded my_tools: 1 process switched to the new code"
-    assert ast.literal_eval(second) == "rainy in Paris"  # the live agent's tool changed
+    assert ast.literal_eval(second) == "raining in Paris"  # the live agent's tool changed
+    assert ast.literal_eval(third) == "raining in Paris"  # and an agent started after the save
     assert app.returncode == 0, seen_err
 
 
