@@ -332,38 +332,41 @@ class Agent(Server):
         return None
 
     def _reload(self, modules: Sequence[str]) -> Any:
-        """Re-execute the changed modules loaded here, swap the agent's and its tools' classes,
-        and rebuild the system prompt; the conversation, bindings and tool instances stay."""
-        from .supervisor.server import _reload_from_source
+        """Load the changed modules this process imported (`legion.reload`), between two turns.
+
+        Classes and functions are patched in place, so the agent's tool instances run the new
+        tool code; the tool table and the system prompt are rebuilt from the tools as they are
+        now (new signatures and docstrings), tools new in the new code are created, and the
+        conversation, bindings and kept tool instances stay. `code_change(old_vsn, None)` runs
+        when the agent's own module changed. Replies `["ok", modules loaded here]` or
+        `["error", reason]` with everything put back.
+        """
+        from .supervisor import codeload
 
         old_cls = type(self)
-        names = ["__mp_main__" if m == "__main__" else m for m in modules]  # the script, here
-        done = [m for m in names if m in sys.modules and m != "__main__"]
+        old_vsn = old_cls.vsn  # read now: a class patched in place already holds the new vsn
         try:
-            for name in done:
-                _reload_from_source(sys.modules[name])
-
-            def fresh(cls: type) -> Any:
-                if cls.__module__ not in done:
-                    return cls
-                obj: Any = sys.modules[cls.__module__]
-                for part in cls.__qualname__.split("."):
-                    obj = getattr(obj, part)
-                return obj
-
-            new_cls = fresh(old_cls)
-            check_names(new_cls.tools)
+            loaded = codeload.load(modules)
+        except codeload.LoadError as exc:
+            return ["error", f"cannot load {exc}"]
+        if not loaded.modules:
+            return ["ok", []]
+        try:
+            new_cls = codeload.current(old_cls)
+            tools = [codeload.current(t) if isinstance(t, type) else t for t in new_cls.tools]
+            check_names(tools)
             by_name = {short_name(t): t for t in self.tool_instances}
             instances = []
-            for tool in new_cls.tools:
+            for tool in tools:
                 kept = by_name.get(short_name(tool))
                 if kept is None or isinstance(kept, types.ModuleType):
                     kept = instantiate(tool, self.tool_config(tool) or {})
                 elif isinstance(tool, type) and not isinstance(kept, tool):
-                    kept.__class__ = fresh(type(kept))
+                    kept = _switch_class(kept, tool, self.tool_config(tool) or {})
                 instances.append(kept)
             self.__class__ = new_cls
-            if new_cls.system_prompt is None:
+            prompt = new_cls.system_prompt
+            if prompt is None:
                 from .sandbox.guard import ALLOWED_MODULES
 
                 prompt = build_prompt(
@@ -373,11 +376,11 @@ class Agent(Server):
                     binding_scope=self.settings_config["binding_scope"],
                     allowed_modules=ALLOWED_MODULES,
                 )
-            else:
-                prompt = new_cls.system_prompt
-            self.code_change(old_cls.vsn, None)
+            if old_cls.__module__ in loaded.modules:
+                self.code_change(old_vsn, None)
         except BaseException as exc:
             self.__class__ = old_cls
+            loaded.undo()
             return ["error", f"{type(exc).__name__}: {exc}"]
         self.tool_instances = instances
         self.tool_table = {
@@ -390,7 +393,7 @@ class Agent(Server):
             for t in instances
         }
         self.conversation.messages[0] = {"role": "system", "content": prompt}
-        return ["ok", done]
+        return ["ok", loaded.modules]
 
     def _control(self, op: str, args: Sequence[Any]) -> Any:
         if op == "reload":
@@ -507,6 +510,16 @@ def _check_output_schema(cls: type[Agent]) -> None:
             f"agent {cls.__qualname__}: output_schema must be a JSON-schema dict or a type "
             f"msgspec can describe (Struct, dataclass, TypedDict...): {exc}"
         ) from None
+
+
+def _switch_class(tool: Any, cls: type, config: dict[str, Any]) -> Any:
+    """A kept tool instance on a class that was replaced rather than patched in place: it takes
+    the new class and keeps its state, or, if the layout changed, a fresh instance replaces it."""
+    try:
+        tool.__class__ = cls
+    except TypeError:
+        return instantiate(cls, config)
+    return tool
 
 
 class _Reload:

@@ -1,5 +1,6 @@
-"""The `legion` command: `legion run` runs an agent, `legion node` runs a node as a service,
-`legion sandbox` evaluates code in the sandbox."""
+"""The `legion` command: `legion run` runs an agent, `legion dev app.py` runs a script with hot
+reload, `legion node` runs a node as a service, `legion sandbox` evaluates code in the
+sandbox."""
 
 from __future__ import annotations
 
@@ -46,12 +47,23 @@ def main(argv: list[str] | None = None) -> int:
         node_module.main(node_args)
         return 0
     if args.command == "dev":
+        import importlib
         import runpy
 
         import legion
 
-        legion.configure(reload=True)
+        if not os.path.isfile(args.script):
+            print(f"legion dev: no such script: {args.script}", file=sys.stderr)
+            return 2
+        # as `python app.py` does: the script's folder first on sys.path (its sibling modules
+        # import), and its own name in argv
+        folder = os.path.dirname(os.path.abspath(args.script))
+        sys.path.insert(0, folder)
         sys.argv = [args.script, *args.args]
+        legion.configure(reload=True)  # watches the current directory
+        cwd = os.getcwd()
+        if folder != cwd and not folder.startswith(cwd + os.sep):
+            importlib.import_module("legion.reload").watch([cwd, folder])
         runpy.run_path(args.script, run_name="__main__")
         return 0
     if args.command == "run":

@@ -2,14 +2,23 @@
 
 1. Each module's source is compiled first: a syntax error stops the reload before anything
    changes (`ReloadError`), and the old code keeps running everywhere.
-2. The module is re-executed in this process, so what it starts from now on is the new code.
-3. The agent zygote notices the changed source on its next fork and re-executes it, so new
-   processes start on the new code (the zygote is not restarted: live processes die with it).
-4. Every live process that runs the new code is told to switch: a server whose class is defined
-   in a changed module swaps its class between two messages and runs `code_change(old_vsn,
-   extra)` (`legion.code_change(pid, extra, reload=True)`); an agent switches between two turns
-   (a turn in flight finishes on the old code), keeps its conversation, bindings and tool
-   instances, and rebuilds its system prompt from the tools as they are now.
+2. The modules are re-executed in this process, and the classes and functions they define are
+   patched in place (`legion.supervisor.codeload`): every reference to them (`from my_tools
+   import MyTool` in another module, a `tools = [MyTool]` list, live instances) sees the new
+   code, and calls through the module object (`helpers.f()`) reach the new functions.
+3. The agent zygote notices the changed source on its next fork and loads it the same way, so
+   new processes start on the new code (the zygote is not restarted: live processes die with
+   it).
+4. Every live process that imported a changed module, directly or through another module,
+   loads it the same way between two messages: a server runs `code_change(old_vsn, extra)`
+   when its own class's module changed; an agent switches between two turns (a turn in flight
+   finishes on the old code), keeps its conversation, bindings and tool instances, and rebuilds
+   its tool table and system prompt from the tools as they are now. A process whose switch
+   fails is put back on its old code and listed in `failed`; a supervised one is then ended so
+   that its supervisor restarts it on the new code (`restarted`). One still busy when the
+   timeout ends is listed in `failed` as busy, not restarted: it switches when it gets to it.
+   A function process cannot switch while it runs: if its module uses a changed one it is
+   listed in `failed` (and restarted when supervised).
 
 A `legion.telemetry.RELOAD` event reports which modules changed and which processes took it.
 """
@@ -26,7 +35,7 @@ from typing import Any
 from . import telemetry
 from .errors import LegionError
 from .supervisor import api, wire
-from .supervisor.terms import Pid
+from .supervisor.terms import CodeChange, Pid
 
 __all__ = ["ReloadError", "ReloadResult", "areload", "reload"]
 
@@ -42,7 +51,11 @@ class ReloadError(LegionError):
 
 @dataclass
 class ReloadResult:
-    """What a reload did: the modules, the processes that switched, and those that failed."""
+    """What a reload did: the modules, the processes that switched, and those that failed.
+
+    A live process appears in `reloaded` only once it runs the new code; one that did not is
+    in `failed` with the reason. Processes that never imported a changed module are in neither.
+    """
 
     modules: list[str]
     reloaded: list[Pid] = field(default_factory=list)
@@ -64,71 +77,155 @@ def _source(name: str) -> str:
 
 
 def _check(modules: list[str]) -> None:
-    """Compile and re-execute here, in order; a failure raises before any process is asked."""
-    from .supervisor.server import _reload_from_source
+    """Compile every module, then load them here; a failure raises before any process is asked.
+
+    The running script (`__main__`) is compiled but not re-run here, since that would run its
+    main block again; processes hold it as `__mp_main__` and do re-run it."""
+    from .supervisor import codeload
 
     for name in modules:
         path = _source(name)
         try:
             with open(path, encoding="utf-8") as f:
-                compile(f.read(), path, "exec")
+                compile(f.read(), path, "exec", dont_inherit=True)
         except SyntaxError as exc:
             raise ReloadError(name, f"SyntaxError: {exc.msg} ({path}, line {exc.lineno})") from exc
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             raise ReloadError(name, f"{type(exc).__name__}: {exc}") from exc
-    for name in modules:
-        module = sys.modules.get(name)
-        if module is None or name == "__main__":  # the running script: checked, not re-run
-            continue
-        try:
-            _reload_from_source(module)
-        except BaseException as exc:
-            raise ReloadError(name, f"{type(exc).__name__}: {exc}") from exc
+    try:
+        codeload.load(m for m in modules if m != "__main__")
+    except codeload.LoadError as exc:
+        raise ReloadError(exc.module, exc.detail) from exc
+
+
+class _Plan:
+    """How each live process is asked to switch, decided from what this application knows of
+    its class: an agent by a control request (it switches between turns), a server by a
+    `CodeChange` system request, a function process not at all (it cannot switch while it runs).
+    The runtime's own processes (supervisors) run no application code and are left alone."""
+
+    def __init__(self, names: list[str], extra: Any) -> None:
+        from .supervisor import codeload
+
+        self.names = names
+        self.extra = extra
+        self.affected = codeload.dependents(names)
+
+    def request(self, module: str, qualname: str) -> Any:
+        """The request for a process of `module.qualname`, a `_Cannot` saying why it cannot
+        switch, or None to leave it alone."""
+        if module.split(".")[0] == "legion":
+            return None
+        target = _resolve(module, qualname)
+        if target is None:
+            if module in self.names:
+                return _Cannot(
+                    f"its code ({module}.{qualname}) is not loaded in this application, so it "
+                    "cannot be asked safely (a function process would take the request as a "
+                    "message): import it here, or restart the process",
+                    restart=False,
+                )
+            return None
+        from .supervisor.server import Server
+
+        if getattr(target, "__legion_agent__", False):
+            return [_control(), "reload", self.names]
+        if isinstance(target, type) and issubclass(target, Server):
+            return CodeChange(self.extra, self.names)
+        if module in self.affected:
+            return _Cannot(
+                "a function process cannot switch code while it runs: restart it "
+                "(a supervised one is restarted on the new code)",
+                restart=True,
+            )
+        return None
+
+
+@dataclass
+class _Cannot:
+    """A process that cannot be asked to switch: why, and whether restarting it would help."""
+
+    reason: str
+    restart: bool
+
+
+def _resolve(module: str, qualname: str) -> Any:
+    target: Any = sys.modules.get(module)
+    for part in qualname.split("."):
+        target = getattr(target, part, None)
+    return target
+
+
+def _outcome(result: ReloadResult, pid: Pid, reply: Any, supervised: list[Any]) -> None:
+    """Record one process's answer: the modules it loaded (`["ok", ..., modules]`), or why it
+    did not switch (`["error", reason]`, a `_Cannot`, or the call's failure as a string)."""
+    restart = True
+    if isinstance(reply, _Cannot):
+        result.failed[pid], restart = reply.reason, reply.restart
+    elif isinstance(reply, str):
+        result.failed[pid] = reply
+    elif reply[0] != "ok":
+        result.failed[pid] = str(reply[1])
+    elif reply[-1]:
+        result.reloaded.append(pid)
+    if pid in result.failed and restart and supervised and supervised[0]:
+        api.exit(pid, "reload")  # its supervisor starts it again, on the new code
+        result.restarted.append(pid)
 
 
 def reload(modules: Iterable[str] | str, extra: Any = None, timeout: float = 30.0) -> ReloadResult:
-    """Reload `modules` (names) in the running node; see the module docstring."""
+    """Reload `modules` (names) in the running node; see the module docstring.
+
+    `extra` is passed to the `code_change` of servers whose own module changed. Every live
+    process is asked at once, and `timeout` bounds the wait for all of them (an agent answers
+    once its turn in flight is over). The calling process loads the modules itself (step 2)."""
+    from .supervisor.endpoint import _deadline
+
     names, start, result = _begin(modules)
-    live: list[list[Any]] = api._endpoint()._acked(lambda r: wire.Processes(r), None)
+    plan = _Plan(names, extra)
+    endpoint = api._endpoint()
+    live: list[list[Any]] = endpoint._acked(lambda r: wire.Processes(r), None)
+    asked = []
     for pid, module, qualname, *supervised in live:
+        request = plan.request(module, qualname)
+        if request is None or pid == endpoint.pid:
+            continue
+        if isinstance(request, _Cannot):
+            _outcome(result, pid, request, supervised)
+            continue
         try:
-            if _is_agent(module, qualname):
-                _agent_outcome(result, pid, api.call(pid, [_control(), "reload", names], timeout))
-            elif module in names:
-                api.code_change(pid, extra, reload=True, timeout=timeout)
-                result.reloaded.append(pid)
+            asked.append((pid, endpoint._start_call(pid, request), supervised))
         except Exception as exc:
-            result.failed[pid] = f"{type(exc).__name__}: {exc}"
-        _restart_if_supervised(result, pid, supervised)
+            _outcome(result, pid, f"{type(exc).__name__}: {exc}", supervised)
+    deadline = _deadline(timeout)
+    for pid, ref, supervised in asked:
+        ok = endpoint._wait(endpoint._answered(ref, False), deadline)
+        try:
+            reply = endpoint._finish_call(ref, ok, pid, timeout)
+        except Exception as exc:
+            reply = _failure(exc, timeout)
+        _outcome(result, pid, reply, supervised)
     return _end(result, start)
 
 
-def _restart_if_supervised(result: ReloadResult, pid: Pid, supervised: list[Any]) -> None:
-    """A supervised process that could not switch is ended; its supervisor restarts it on the
-    new code (an unsupervised one keeps running the old code, reported in `failed`)."""
-    if pid in result.failed and supervised and supervised[0]:
-        api.exit(pid, "reload")
-        result.restarted.append(pid)
+def _failure(exc: Exception, timeout: float) -> Any:
+    """Why a process did not answer: busy past the timeout (its request stays queued, so it is
+    not restarted), or the call's failure (it died meanwhile, say)."""
+    from .supervisor.errors import CallTimeout
+
+    if isinstance(exc, CallTimeout):
+        return _Cannot(
+            f"no answer within {timeout} s (busy with a turn or a long call); the request "
+            "stays queued, so it switches when it gets to it",
+            restart=False,
+        )
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _control() -> str:
     from .agent import CONTROL
 
     return CONTROL
-
-
-def _is_agent(module: str, qualname: str) -> bool:
-    target: Any = sys.modules.get(module)
-    for part in qualname.split("."):
-        target = getattr(target, part, None)
-    return bool(getattr(target, "__legion_agent__", False))
-
-
-def _agent_outcome(result: ReloadResult, pid: Pid, outcome: Any) -> None:
-    if outcome[0] != "ok":
-        result.failed[pid] = outcome[1]
-    elif outcome[1]:
-        result.reloaded.append(pid)
 
 
 def _begin(modules: Iterable[str] | str) -> tuple[list[str], float, ReloadResult]:
@@ -165,19 +262,21 @@ async def areload(
 ) -> ReloadResult:
     """`reload` for async code: every live process is asked at once."""
     names, start, result = _begin(modules)
-    live: list[list[Any]] = await api._endpoint()._aacked(lambda r: wire.Processes(r), None)
+    plan = _Plan(names, extra)
+    endpoint = api._endpoint()
+    live: list[list[Any]] = await endpoint._aacked(lambda r: wire.Processes(r), None)
 
     async def one(pid: Pid, module: str, qualname: str, *supervised: Any) -> None:
-        try:
-            if _is_agent(module, qualname):
-                reply = await api.acall(pid, [_control(), "reload", names], timeout)
-                _agent_outcome(result, pid, reply)
-            elif module in names:
-                await api.acode_change(pid, extra, reload=True, timeout=timeout)
-                result.reloaded.append(pid)
-        except Exception as exc:
-            result.failed[pid] = f"{type(exc).__name__}: {exc}"
-        _restart_if_supervised(result, pid, list(supervised))
+        request = plan.request(module, qualname)
+        if request is None or pid == endpoint.pid:
+            return
+        reply = request
+        if not isinstance(request, _Cannot):
+            try:
+                reply = await endpoint.acall(pid, request, timeout)
+            except Exception as exc:
+                reply = _failure(exc, timeout)
+        _outcome(result, pid, reply, list(supervised))
 
     import sniffio
 
@@ -251,11 +350,31 @@ class Watcher:
             if not names:
                 continue
             try:
-                self.results.append(reload(names))
+                result = reload(names)
             except ReloadError as exc:
                 log.error("%s", exc)
+                continue
             except Exception:
                 log.exception("reload of %s failed", ", ".join(names))
+                continue
+            self.results.append(result)
+            print(summary(result), file=sys.stderr, flush=True)
+
+
+def summary(result: ReloadResult) -> str:
+    """One line for a person watching `legion dev`: the modules, how many processes switched,
+    and each process that did not, with why."""
+    count = len(result.reloaded)
+    text = (
+        f"legion: reloaded {', '.join(result.modules)}: "
+        f"{count} process{'' if count == 1 else 'es'} switched to the new code"
+    )
+    if result.failed:
+        failed = "; ".join(f"{pid!r}: {why}" for pid, why in result.failed.items())
+        text += f"; {len(result.failed)} did not ({failed})"
+    if result.restarted:
+        text += f"; {len(result.restarted)} restarted by their supervisor"
+    return text
 
 
 def _notify_fds() -> set[str]:

@@ -21,7 +21,6 @@ an exit signal. It does not run when the process is killed or dies of an untrapp
 from __future__ import annotations
 
 import logging
-import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -216,37 +215,35 @@ async def _handle(worker: Worker, server: Server, message: Any, node_pid: Any) -
 
 
 async def _code_change(server: Server, request: CodeChange) -> Any:
-    """Swap in the reloaded class (if asked) and migrate the state; undo it all on failure."""
+    """Load new code (if asked), swap the server's class and migrate its state; undo it all
+    if any step fails, so the server carries on with its old code and state.
+
+    `request.reload` is False (`legion.code_change`: migrate only), True (re-execute the
+    server's own module first) or a list of module names (`legion.reload`: re-execute those
+    this process has imported; `code_change` runs only when the server's own module is among
+    them). The reply is `["ok", vsn]`, with the modules loaded here appended for a list, or
+    `["error", reason]`.
+    """
+    from . import codeload
+
     old_cls = type(server)
+    old_vsn = old_cls.vsn  # read now: a class patched in place already holds the new vsn
+    loaded = None
     try:
-        if request.reload:
-            # the script's classes live in `__mp_main__` here: re-executed as that, its
-            # `if __name__ == "__main__":` block does not run again
-            new_cls: Any = _reload_from_source(sys.modules[old_cls.__module__])
-            for part in old_cls.__qualname__.split("."):
-                new_cls = getattr(new_cls, part)
-            server.__class__ = new_cls
-        await call_maybe_async(server.code_change, old_cls.vsn, request.extra)
+        if request.reload is not False:
+            names = request.reload if isinstance(request.reload, list) else [old_cls.__module__]
+            loaded = codeload.load(names)
+            server.__class__ = codeload.current(old_cls)
+        if loaded is None or old_cls.__module__ in loaded.modules:
+            await call_maybe_async(server.code_change, old_vsn, request.extra)
     except BaseException as exc:
         server.__class__ = old_cls
+        if loaded is not None:
+            loaded.undo()
         return ["error", reason_of(exc)]
+    if isinstance(request.reload, list):
+        return ["ok", type(server).vsn, loaded.modules if loaded is not None else []]
     return ["ok", type(server).vsn]
-
-
-def _reload_from_source(module: Any) -> Any:
-    """Re-execute a module from its source text, never from cached bytecode.
-
-    A rewrite within the same second and of the same size can leave a stale .pyc that
-    `importlib.reload` would trust; compiling the source first also stops at a syntax error
-    before anything in the module changes.
-    """
-    path = getattr(module, "__file__", None)
-    if path is None:
-        raise TypeError(f"module {module.__name__} has no source file to reload")
-    with open(path, encoding="utf-8") as f:
-        code = compile(f.read(), path, "exec")
-    exec(code, module.__dict__)
-    return module
 
 
 async def _terminate(server: Server, reason: Any) -> Any:

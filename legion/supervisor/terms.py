@@ -247,9 +247,10 @@ class CodeChange(Value):
     __slots__ = ("extra", "reload")
     __match_args__ = ("extra", "reload")
     extra: Any
-    reload: bool
+    reload: bool | list[str]
+    """True: reload the server's own module; a list: the modules `legion.reload` changed."""
 
-    def __init__(self, extra: Any, reload: bool) -> None:
+    def __init__(self, extra: Any, reload: bool | list[str]) -> None:
         super().__init__(extra, reload)
 
 

@@ -19,7 +19,6 @@ import ctypes
 import gc
 import importlib
 import os
-import runpy
 import select
 import signal
 import socket
@@ -135,19 +134,25 @@ def _child(fd: int, target: Any, cwd: str, zygote_pid: int, own_fds: tuple[int, 
     run(fd, target)
 
 
-_stamps: dict[str, tuple[int, int]] = {}
-"""Application modules imported here, in import order, with the (mtime, size) of their source."""
+_stamps: dict[str, tuple[int, ...]] = {}
+"""Application modules imported here, dependencies first (the order in which their imports
+completed), with the stamp of their source file when they were loaded."""
 
 
-def _stamp(path: str) -> tuple[int, int]:
+def _stamp(path: str) -> tuple[int, ...]:
+    """What changes when a file is saved: an editor that writes a new file and renames it over
+    the old one changes the inode; one that rewrites in place, the modification time (a
+    rewrite of the same size within one tick of the kernel's file clock goes unseen)."""
     try:
         st = os.stat(path)
     except OSError:
-        return (0, 0)
-    return (st.st_mtime_ns, st.st_size)
+        return ()
+    return (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino)
 
 
 def _import_user(load: Any) -> Any:
+    from .codeload import is_application
+
     global importing_user_code
     importing_user_code = True
     before = set(sys.modules)
@@ -156,40 +161,36 @@ def _import_user(load: Any) -> Any:
     finally:
         importing_user_code = False
         for name in [n for n in sys.modules if n not in before]:
-            path = getattr(sys.modules[name], "__file__", None)
-            if isinstance(path, str) and path.endswith(".py") and "site-packages" not in path:
-                _stamps[name] = _stamp(path)
+            module = sys.modules[name]
+            if is_application(module):
+                _stamps[name] = _stamp(module.__file__ or "")
 
 
 def _refresh() -> None:
-    """Hot reload: when the source of an application module changed since it was imported,
-    re-execute the changed modules and then those imported before them (they may hold
-    `from changed import X`), from source, so the next forks run the new code. A module that
-    fails (a syntax error is caught before anything changes) keeps its old code."""
-    changed = False
+    """Hot reload: re-execute the application modules whose source changed since they were
+    loaded here, dependencies first, so the next forks run the new code. Classes and functions
+    are patched in place (`codeload`), so a module that did `from changed import X` holds the
+    new `X` without running again. A module that fails keeps its old code."""
+    changed = []
     for name in list(_stamps):
         module = sys.modules.get(name)
-        if module is None:
+        stamp = _stamp(getattr(module, "__file__", None) or "")
+        if module is None or not stamp:  # gone, or its file is: nothing to reload it from
             _stamps.pop(name)
-            continue
-        stamp = _stamp(module.__file__ or "")
-        if stamp == (0, 0):  # its file is gone: nothing to reload it from
-            _stamps.pop(name)
-            continue
-        if stamp != _stamps[name]:
+        elif stamp != _stamps[name]:
             _stamps[name] = stamp
-            changed = True
+            changed.append(name)
     if not changed:
         return
-    from .server import _reload_from_source
+    from .codeload import LoadError, load
 
     global importing_user_code
-    for name in reversed(list(_stamps)):
+    for name in changed:
         importing_user_code = True
         try:
-            _reload_from_source(sys.modules[name])
-        except BaseException as exc:
-            print(f"legion reload: {name} keeps its old code: {exc!r}", file=sys.stderr)
+            load([name])
+        except LoadError as exc:
+            print(f"legion reload: {name} keeps its old code: {exc.detail}", file=sys.stderr)
         finally:
             importing_user_code = False
 
@@ -204,15 +205,9 @@ def _resolve(msg: Any) -> Any:
             if msg.main_path is None:
                 raise ImportError("the application's __main__ has no file")
             os.chdir(msg.cwd)
-            namespace = _import_user(lambda: runpy.run_path(msg.main_path, run_name="__mp_main__"))
-            module = type(sys)("__mp_main__")
-            module.__dict__.update(namespace)
-            sys.modules["__mp_main__"] = module
-            # first in `_stamps`: it imports the others, so `_refresh` re-executes it last
-            others = [(k, v) for k, v in _stamps.items() if k != "__mp_main__"]
-            _stamps.clear()
+            module = _import_user(lambda: _run_script(msg.main_path))
+            _stamps.pop("__mp_main__", None)  # last: it imports the others
             _stamps["__mp_main__"] = _stamp(msg.main_path)
-            _stamps.update(others)
     else:
         module = sys.modules.get(msg.module)
         if module is None:
@@ -222,6 +217,24 @@ def _resolve(msg: Any) -> Any:
     for part in msg.qualname.split("."):
         obj = getattr(obj, part)
     return obj
+
+
+def _run_script(path: str) -> Any:
+    """Run the application's script as module `__mp_main__` (as multiprocessing does), so its
+    `if __name__ == "__main__":` block does not run; its functions' globals are the module's
+    own namespace, which a reload re-executes the script into."""
+    import types
+
+    module = types.ModuleType("__mp_main__")
+    module.__file__ = path
+    sys.modules["__mp_main__"] = module
+    try:
+        with open(path, encoding="utf-8") as f:
+            exec(compile(f.read(), path, "exec", dont_inherit=True), module.__dict__)
+    except BaseException:
+        sys.modules.pop("__mp_main__", None)
+        raise
+    return module
 
 
 def _reap(ctl: socket.socket, children: set[int]) -> None:
