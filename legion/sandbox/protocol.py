@@ -18,6 +18,10 @@ MAX_FRAME = 16 * 1024 * 1024
 """Largest frame the parent accepts from a child (16 MiB); a bigger one kills the child."""
 MAX_TOOL_CALLS = 1000
 """Tool calls allowed per evaluation; the next one is a protocol violation."""
+MAX_DEPTH = 200
+"""Deepest nesting of lists/dicts a value may have to cross between the sandbox and its parent
+(tool arguments, tool results, an evaluation's value). Deeper values are refused where they are
+encoded, with this number in the message, so no decoder ever recurses past its stack."""
 
 FD_IN_CHILD = 3
 """The child reads requests and tool replies here."""
@@ -87,6 +91,7 @@ class Request(msgspec.Struct, tag=True, frozen=True, array_like=True):
     tools: dict[str, list[str]]
     bindings: bytes | None = None
     snapshot: bool = True
+    modules: tuple[str, ...] = ()  # the allowlist for this evaluation (empty: the default one)
 
 
 class Reply(msgspec.Struct, tag=True, frozen=True, array_like=True):
@@ -120,7 +125,7 @@ class Result(msgspec.Struct, tag=True, frozen=True, array_like=True):
     traceback: str
     variables: dict[str, str]
     bindings: bytes | None
-    dropped: list[str]
+    dropped: dict[str, str]  # name -> why it could not be kept
     layers: list[str]
 
 
@@ -141,6 +146,27 @@ def frame(msg: Any) -> bytes:
     """Encode one message as a length-prefixed frame."""
     body = _encoder.encode(msg)
     return FRAME_HEADER.pack(len(body)) + body
+
+
+def encode_bounded(msg: Any, depth: int = MAX_DEPTH) -> bytes:
+    """Encode ``msg``, raising ``RecursionError`` if it nests deeper than about ``depth`` levels.
+
+    The encoder counts nesting against the interpreter's recursion limit, so the limit is set,
+    for this one call, to the current stack depth plus ``depth``: the check costs nothing per
+    element, and whatever decodes the bytes needs at most ``depth`` levels of its own stack."""
+    import sys
+
+    frame_: Any = sys._getframe()
+    here = 0
+    while frame_ is not None:
+        here += 1
+        frame_ = frame_.f_back
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(here + depth)
+    try:
+        return _encoder.encode(msg)
+    finally:
+        sys.setrecursionlimit(old)
 
 
 zygote_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(ZygoteMessage)

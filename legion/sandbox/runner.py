@@ -614,7 +614,8 @@ async def exchange(
             child.kill()  # it is exiting anyway; make sure a forged Result cannot linger
         blob = result.bindings
         if result.ok and blob is not None:
-            bindings: Bindings | None = Bindings(blob, tuple(result.variables))
+            kept = tuple(n for n in result.variables if n not in result.dropped)
+            bindings: Bindings | None = Bindings(blob, kept)
         else:
             bindings = previous
         value = result.value if result.value_native else result.value_repr
@@ -629,6 +630,7 @@ async def exchange(
             variables=dict(result.variables),
             bindings=bindings,
             dropped=tuple(result.dropped),
+            dropped_reasons=dict(result.dropped),
             layers=tuple(result.layers),
             duration=duration,
         )
@@ -679,8 +681,10 @@ async def evaluate_trio(
     timeout: float,
     limits: Limits,
     caller: ToolCaller = call_tool_trio,
+    modules: tuple[str, ...] = (),
 ) -> Evaluation:
-    """One evaluation in a fresh child (the default, fork-per-evaluation mode)."""
+    """One evaluation in a fresh child (the default, fork-per-evaluation mode). ``modules`` is
+    the allowlist (from :func:`legion.sandbox.guard.allowlist`; empty: the default one)."""
     if ZYGOTE.ready is None or ZYGOTE.pid is None:
         await trio.to_thread.run_sync(ZYGOTE.ensure)
     started = time.perf_counter()
@@ -691,6 +695,7 @@ async def evaluate_trio(
             code,
             {n: sorted(f) for n, f in tools.items()},
             bindings.blob if bindings is not None else None,
+            modules=modules,
         )
         return await exchange(
             child, request, tools, limits, deadline, timeout, bindings, caller, started

@@ -174,7 +174,7 @@ def test_attack_raising_rlimits_is_refused(target: Path) -> None:
 
 def test_attack_subclasses_walk_is_refused(target: Path) -> None:
     ev = run("[c for c in ().__class__.__base__.__subclasses__()]")
-    assert ev.error_kind == "forbidden" and "attributes starting with '_'" in ev.error
+    assert ev.error_kind == "forbidden" and "dunder attributes are not allowed" in ev.error
 
 
 def test_attack_format_string_leak_is_not_stopped_but_holds_no_secret(target: Path) -> None:
@@ -202,7 +202,7 @@ def test_attack_tool_stub_internals_are_refused(target: Path) -> None:
             return a + b
 
     ev = run("Math._fns", tools=[Math])
-    assert ev.error_kind == "forbidden" and "attributes starting with '_'" in ev.error
+    assert ev.error_kind == "forbidden" and "private attributes of modules and tools" in ev.error
 
 
 def test_attack_forged_frame_length_kills_the_child(target: Path) -> None:
@@ -230,8 +230,6 @@ def test_attack_catastrophic_regex_times_out(target: Path) -> None:
     assert ev.error_kind == "timeout"
 
 
-def test_attack_sleep_is_refused_or_times_out(target: Path) -> None:
-    ev = run("import time\ntime.sleep(100)")
-    assert ev.error_kind == "forbidden" and "module 'time' is not available" in ev.error
-    ev = evaluate("import time\ntime.sleep(100)", timeout=0.5, _guard=False)
-    assert ev.error_kind == "timeout"
+def test_attack_sleep_is_bounded_by_the_time_limit(target: Path) -> None:
+    ev = evaluate("import time\ntime.sleep(100)", timeout=0.5)
+    assert ev.error_kind == "timeout" and ev.duration < 5

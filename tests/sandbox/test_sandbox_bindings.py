@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 
 import pytest
 
@@ -39,10 +40,13 @@ def test_failed_evaluation_keeps_the_previous_bindings() -> None:
     assert evaluate("x", bindings=failed.bindings).value == 1
 
 
-def test_unpicklable_values_are_reported_as_dropped() -> None:
+def test_unpicklable_values_are_reported_as_dropped_with_the_reason() -> None:
     ev = evaluate("f = lambda: 1\ng = (i for i in range(3))\nkeep = 5")
-    assert ev.ok and set(ev.dropped) == {"f", "g"}
-    assert evaluate("keep", bindings=ev.bindings).value == 5
+    assert ev.ok and ev.dropped == ("g",)
+    assert "generator" in ev.dropped_reasons["g"]
+    assert "g" not in ev.variables and ev.bindings is not None
+    assert ev.bindings.names == ("f", "keep")
+    assert evaluate("keep + f()", bindings=ev.bindings).value == 6
 
 
 def test_variables_report_short_reprs() -> None:
@@ -68,14 +72,24 @@ def test_bindings_round_trip_as_bytes() -> None:
     assert evaluate("total * 6", bindings=stored).value == 42
 
 
-def test_a_forged_blob_is_decoded_only_in_the_sandbox() -> None:
+def test_a_forged_blob_is_decoded_only_in_the_sandbox(tmp_path: Path) -> None:
+    target = tmp_path / "pwned"
+
     class Evil:
         def __reduce__(self) -> tuple[object, tuple[str]]:
             import os
 
-            return (os.system, ("touch /tmp/legion-pwned",))
+            return (os.system, (f"touch {target}",))
 
-    evil = pickle.dumps({"defs": {}, "modules": {}, "values": pickle.dumps({"x": Evil()})})
-    ev = evaluate("1", bindings=Bindings(evil))
-    assert ev.error_kind == "exception"
-    assert "could not be restored" in ev.error and "posix.system is not allowed" in ev.error
+    entries = [("x", "value", pickle.dumps(Evil())), ("y", "value", pickle.dumps(2))]
+    forged = pickle.dumps({"version": 2, "modules": {}, "entries": entries})
+    ev = evaluate("y * 21", bindings=Bindings(forged))
+    assert ev.ok and ev.value == 42
+    assert "posix.system is not allowed" in ev.dropped_reasons["x"]
+    assert not target.exists()
+
+
+def test_an_unreadable_blob_is_reported_and_the_code_still_runs() -> None:
+    ev = evaluate("1 + 1", bindings=Bindings(b"not a pickle"))
+    assert ev.ok and ev.value == 2
+    assert "could not be read" in ev.dropped_reasons["<all>"]
