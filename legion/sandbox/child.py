@@ -368,17 +368,34 @@ class Runner:
         return self._result(False, error=msg, kind=kind, tb=tb, layers=layers)
 
     def _success(self, value: Any, req: Request, layers: list[str]) -> Result:
-        try:
-            value_repr = repr(value)
-        except BaseException as exc:  # a broken __repr__, or a 10**6-deep structure
-            value_repr = f"<unrepresentable: {_exc_line(exc)}>"
-        if len(value_repr) > self.limits.max_output:
-            value_repr = value_repr[: self.limits.max_output] + "..."
         native = True
         try:
             size = len(protocol.encode_bounded(value))
-        except Exception:  # not msgpack-native (ints past 64 bits, nested past MAX_DEPTH): repr
-            native, value, size = False, None, 0
+        except RecursionError:
+            return self._result(
+                False,
+                kind="exception",
+                layers=layers,
+                error=f"the value of the last expression is nested too deeply to return (lists "
+                f"and dicts may nest at most {protocol.MAX_DEPTH} levels); return a summary",
+            )
+        except Exception:  # not msgpack-native (an object, an int past 64 bits): its repr
+            native, size = False, 0
+        try:
+            value_repr = repr(value)
+        except (ValueError, RecursionError) as exc:  # an int past the int-string limit, say
+            return self._result(
+                False,
+                kind="exception",
+                layers=layers,
+                error=f"the value of the last expression cannot be shown: {_exc_line(exc)}",
+            )
+        except BaseException as exc:  # a broken __repr__ of the code's own class
+            value_repr = f"<unrepresentable: {_exc_line(exc)}>"
+        if len(value_repr) > self.limits.max_output:
+            value_repr = value_repr[: self.limits.max_output] + "..."
+        if not native:
+            value = None
         if size > protocol.MAX_FRAME // 2:
             return self._result(
                 False,

@@ -353,6 +353,9 @@ def check(
     Raises :class:`GuardError`."""
     allowed = tuple(allowed)
     foreign = set(outside) | _imported_names(tree)
+    for node in ast.walk(tree):  # aliases: `r = random`, `R = random.Random`
+        if isinstance(node, ast.Assign) and _root_name(node.value) in foreign:
+            foreign.update(t.id for t in node.targets if isinstance(t, ast.Name))
     for node in ast.walk(tree):
         line = getattr(node, "lineno", None)
         if isinstance(node, ast.Name):

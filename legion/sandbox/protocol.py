@@ -7,8 +7,11 @@ The parent decodes child frames with a typed decoder and a size cap; it never un
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 import msgspec
@@ -148,14 +151,15 @@ def frame(msg: Any) -> bytes:
     return FRAME_HEADER.pack(len(body)) + body
 
 
-def encode_bounded(msg: Any, depth: int = MAX_DEPTH) -> bytes:
-    """Encode ``msg``, raising ``RecursionError`` if it nests deeper than about ``depth`` levels.
+@contextlib.contextmanager
+def depth_bound(depth: int = MAX_DEPTH) -> Iterator[None]:
+    """Within the block, encoding or decoding a value nested deeper than about ``depth`` levels
+    raises ``RecursionError``. Child side only: it lowers the interpreter's recursion limit,
+    which is process-wide, and the child has no other thread.
 
-    The encoder counts nesting against the interpreter's recursion limit, so the limit is set,
-    for this one call, to the current stack depth plus ``depth``: the check costs nothing per
-    element, and whatever decodes the bytes needs at most ``depth`` levels of its own stack."""
-    import sys
-
+    msgspec counts nesting against that limit, so setting it to the current stack depth plus
+    ``depth`` bounds the value at no cost per element, and whatever decodes the bytes on the
+    other side needs at most ``depth`` levels of its own stack."""
     frame_: Any = sys._getframe()
     here = 0
     while frame_ is not None:
@@ -164,9 +168,15 @@ def encode_bounded(msg: Any, depth: int = MAX_DEPTH) -> bytes:
     old = sys.getrecursionlimit()
     sys.setrecursionlimit(here + depth)
     try:
-        return _encoder.encode(msg)
+        yield
     finally:
         sys.setrecursionlimit(old)
+
+
+def encode_bounded(msg: Any, depth: int = MAX_DEPTH) -> bytes:
+    """Encode ``msg``; ``RecursionError`` past ``depth`` levels (child side, see depth_bound)."""
+    with depth_bound(depth):
+        return _encoder.encode(msg)
 
 
 zygote_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(ZygoteMessage)

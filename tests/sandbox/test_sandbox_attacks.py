@@ -233,3 +233,14 @@ def test_attack_catastrophic_regex_times_out(target: Path) -> None:
 def test_attack_sleep_is_bounded_by_the_time_limit(target: Path) -> None:
     ev = evaluate("import time\ntime.sleep(100)", timeout=0.5)
     assert ev.error_kind == "timeout" and ev.duration < 5
+
+
+def test_attack_forged_deeply_nested_frame_is_a_clear_error(target: Path) -> None:
+    # A child that ignores MAX_DEPTH: a Call frame whose arguments nest 100,000 levels deep.
+    body = "b'\\x96\\xa4Call\\x01\\xa1T\\xa1f' + b'\\x91' * 100000 + b'\\x01\\x80'"
+    code = ESCAPE_OS + f"body = {body}\nos.write(4, len(body).to_bytes(4, 'big') + body)\n1"
+    ev = run(code)
+    assert ev.error_kind == "crashed"
+    assert ev.error == (
+        "the sandbox sent a value nested too deeply to decode (the limit is 200 levels)"
+    )
