@@ -292,6 +292,7 @@ class Runner:
                 self.lost = {
                     "<all>": f"the previous variables could not be read ({_exc_line(exc)})"
                 }
+            self.capture.take()  # what re-run definitions printed is not this step's output
         self.restored = True
         for name, fns in req.tools.items():
             self.ns[name] = ToolStub(self.link, name, fns)
@@ -364,6 +365,13 @@ class Runner:
             kind, msg = "forbidden", f"{where}{_exc_line(exc)} (not permitted in the sandbox)"
         else:
             kind, msg = "exception", f"{where}{_exc_line(exc)}"
+            lost = (
+                self.lost.get(getattr(exc, "name", None) or "")
+                if isinstance(exc, NameError)
+                else None
+            )
+            if lost:
+                msg += f" (it was not restored from the previous step: {lost})"
         del exc
         return self._result(False, error=msg, kind=kind, tb=tb, layers=layers)
 

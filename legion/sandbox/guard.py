@@ -188,10 +188,16 @@ SAFE_DUNDERS = frozenset(
         "__call__",
         "__bool__",
         "__ne__",
+        "__class__",
+        "__new__",
+        "__init_subclass__",
+        "__set_name__",
     ]
 )
 """Dunder attributes ordinary class code uses (``super().__init__``, ``type(x).__name__``,
-``P.__annotations__``, ``Color.__members__``)."""
+``P.__annotations__``, ``Color.__members__``). ``x.__class__`` is ``type(x)``, an allowed
+builtin, so refusing it would protect nothing; the walks that follow (``__subclasses__``,
+``__globals__``, ``__dict__``, ``__bases__``) stay refused."""
 
 SAFE_DUNDER_NAMES = frozenset({"__name__", "__doc__", "__slots__", "__match_args__", "__all__"})
 """Dunder *names* ordinary code writes (``if __name__ == ...``, ``__slots__ = ...``)."""

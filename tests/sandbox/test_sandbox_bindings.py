@@ -282,3 +282,18 @@ def test_traceback_of_a_function_kept_by_value_names_its_origin() -> None:
     ev = evaluate("y = 2\nf(0)", bindings=first.bindings)
     assert ev.error_kind == "exception" and "ZeroDivisionError" in ev.error
     assert "earlier step" in ev.traceback and "y = 2" not in ev.traceback
+
+
+def test_using_a_variable_that_was_not_restored_says_why() -> None:
+    first = evaluate("base = 1\nclass K:\n    v = base\ndel base")
+    ev = evaluate("K.v", bindings=first.bindings)
+    assert ev.error_kind == "exception"
+    assert ev.error.startswith("line 1: NameError: name 'K' is not defined (it was not restored")
+    assert "NameError: name 'base' is not defined" in ev.error
+
+
+def test_output_of_re_run_definitions_is_not_this_steps_output() -> None:
+    first = evaluate("class Loud:\n    print('defining')\nx = Loud()")
+    assert first.stdout == "defining\n"
+    ev = evaluate("print('step two')\nx.__module__", bindings=first.bindings)
+    assert ev.ok and ev.stdout == "step two\n", ev.error
