@@ -38,7 +38,7 @@ EARLIER = "<earlier step>"
 """Filename of code objects restored by value (their step's source is gone)."""
 _SAFE_BUILTINS = frozenset(SAFE_BUILTINS)
 _PICKLE_MODULES = frozenset({MODULE, "builtins", "copyreg", "_codecs", "types", "_operator"})
-_RECONSTRUCTORS = frozenset({"_make_function", "_set_function_state"})
+_RECONSTRUCTORS = frozenset({"_make_function", "_set_function_state", "_module"})
 _repr = reprlib.Repr()
 _repr.maxstring = 60
 _repr.maxother = 60
@@ -199,6 +199,8 @@ class _Pickler(pickle.Pickler):
         self.ns = ns
 
     def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, types.ModuleType):  # in a closure or a container: by name
+            return (_module, (obj.__name__,))
         if type(obj) is not types.FunctionType or obj.__globals__ is not self.ns:
             return NotImplemented
         if _lookup(self.ns, obj.__qualname__) is obj:
@@ -237,6 +239,12 @@ def _relocate(code: types.CodeType) -> types.CodeType:
     a traceback does not show lines of the current step's source for it."""
     consts = tuple(_relocate(c) if isinstance(c, types.CodeType) else c for c in code.co_consts)
     return code.replace(co_filename=EARLIER, co_consts=consts)
+
+
+def _module(name: str) -> types.ModuleType:
+    if name.split(".", 1)[0] not in PRELOADED_MODULES or name not in sys.modules:
+        raise pickle.UnpicklingError(f"module {name} is not available in the sandbox")
+    return sys.modules[name]
 
 
 def _make_function(code: bytes, name: str, qualname: str, ncells: int) -> types.FunctionType:

@@ -193,6 +193,13 @@ COMMON_TYPES = [
         id="recursive-nested-function",
     ),
     pytest.param(
+        "def scaler():\n    import math\n    return lambda r: round(math.pi * r * r, 2)\n"
+        "area = scaler()\nimport json\ncodecs_of = {'json': json}",
+        "(area(1), codecs_of['json'].dumps(1))",
+        [3.14, "1"],
+        id="closure-over-a-module",
+    ),
+    pytest.param(
         "def deco(fn):\n    def wrapper(*a):\n        return fn(*a) + 1\n    return wrapper\n"
         "@deco\ndef plus(x):\n    return x",
         "plus(41)",
