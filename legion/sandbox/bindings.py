@@ -58,27 +58,76 @@ class Statement:
     calls_tool: bool
 
 
-Sources = dict[str, list[Statement]]
-"""Name -> the top-level statements that made its current value, in order."""
+class Definitions:
+    """How to re-create the values that name themselves: by name, the top-level statements that
+    made the current value, and that value (a statement is only re-run while the variable still
+    holds what it made: a later ``if``, ``for`` or ``global`` rebinding makes it stale)."""
+
+    def __init__(self) -> None:
+        self.statements: dict[str, list[Statement]] = {}
+        self.made: dict[str, Any] = {}
+
+    def record(
+        self, code: str, tree: ast.Module, flags: int, tools: frozenset[str], ns: dict[str, Any]
+    ) -> None:
+        """After a successful step: note its top-level ``def``/``class``/assignment statements
+        by the names they bind, in order. One that mentions its own name on the right
+        (``f = lru_cache(f)``) extends the name's history; any other replaces it; any other
+        kind of statement binding the name (``for``, ``with``, an ``if`` around a ``def``)
+        forgets it."""
+        lines = code.splitlines(keepends=True)
+        touched: set[str] = set()
+        for node in tree.body:
+            names = _bound_names(node)
+            if not names:
+                for name in _stored_names(node):
+                    self.forget(name)
+                    touched.discard(name)
+                continue
+            decorators = getattr(node, "decorator_list", [])
+            start = min([d.lineno for d in decorators] + [node.lineno]) - 1
+            used = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+            stmt = Statement("".join(lines[start : node.end_lineno]), flags, bool(used & tools))
+            for name in names:
+                refers = isinstance(node, (ast.Assign, ast.AnnAssign)) and name in _rhs_names(node)
+                history = self.statements.get(name, []) if refers else []
+                self.statements[name] = [*history, stmt]
+                touched.add(name)
+        for name in touched:
+            self.made[name] = ns.get(name)
+
+    def current(self, name: str, value: Any) -> list[Statement] | None:
+        """The statements that made ``value``, or None if it was made some other way."""
+        stmts = self.statements.get(name)
+        return stmts if stmts and self.made.get(name) is value else None
+
+    def forget(self, name: str) -> None:
+        self.statements.pop(name, None)
+        self.made.pop(name, None)
 
 
-def record(
-    code: str, tree: ast.Module, flags: int, tools: frozenset[str], sources: Sources
-) -> None:
-    """Note the top-level ``def``/``class``/assignment statements of ``code`` by the names they
-    bind. A statement that mentions its own name on the right (``f = lru_cache(f)``) extends the
-    name's history; any other replaces it."""
-    lines = code.splitlines(keepends=True)
-    for node in tree.body:
-        names = _bound_names(node)
-        if not names:
+def _stored_names(node: ast.stmt) -> set[str]:
+    """Names a top-level statement binds in the module (not inside functions, classes,
+    lambdas or comprehensions)."""
+    found: set[str] = set()
+    todo: list[ast.AST] = [node]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            found.add(item.name)
             continue
-        start = min([d.lineno for d in getattr(node, "decorator_list", [])] + [node.lineno]) - 1
-        used = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
-        stmt = Statement("".join(lines[start : node.end_lineno]), flags, bool(used & tools))
-        for name in names:
-            refers = isinstance(node, (ast.Assign, ast.AnnAssign)) and name in _rhs_names(node)
-            sources[name] = [*sources.get(name, []), stmt] if refers else [stmt]
+        if isinstance(
+            item, (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+        ):
+            continue
+        if isinstance(item, ast.Name) and isinstance(item.ctx, (ast.Store, ast.Del)):
+            found.add(item.id)
+        elif isinstance(item, (ast.Import, ast.ImportFrom)):
+            found.update((a.asname or a.name).split(".", 1)[0] for a in item.names)
+        elif isinstance(item, (ast.MatchAs, ast.MatchStar)) and item.name:
+            found.add(item.name)
+        todo.extend(ast.iter_child_nodes(item))
+    return found
 
 
 def _bound_names(node: ast.stmt) -> list[str]:
@@ -116,7 +165,7 @@ def describe(ns: dict[str, Any], reserved: frozenset[str], skip: Dropped) -> dic
 
 
 def snapshot(
-    ns: dict[str, Any], sources: Sources, reserved: frozenset[str]
+    ns: dict[str, Any], defs: Definitions, reserved: frozenset[str]
 ) -> tuple[bytes, Dropped]:
     """Encode the namespace; returns the blob and the variables dropped, with the reason."""
     modules: dict[str, str] = {}
@@ -128,7 +177,7 @@ def snapshot(
         if isinstance(value, types.ModuleType):
             modules[name] = value.__name__
         elif _names_itself(name, value):
-            stmts = sources.get(name)
+            stmts = defs.current(name, value)
             if not stmts:
                 dropped[name] = (
                     f"{_kind(value)} defined where the next step cannot re-create it "
@@ -295,7 +344,7 @@ def _loads(data: bytes) -> Any:
     return _Unpickler(io.BytesIO(data)).load()
 
 
-def restore(blob: bytes, ns: dict[str, Any], sources: Sources) -> Dropped:
+def restore(blob: bytes, ns: dict[str, Any], defs: Definitions) -> Dropped:
     """Rebind modules, then apply the entries (re-run statements, unpickle values) in rounds
     until no entry makes progress. Returns the variables that could not be restored, with the
     error; the others are in ``ns`` (inside the sandbox). Raises only if the blob itself cannot
@@ -312,7 +361,7 @@ def restore(blob: bytes, ns: dict[str, Any], sources: Sources) -> Dropped:
         failed = []
         for entry in pending:
             try:
-                _apply(entry, ns, sources)
+                _apply(entry, ns, defs)
             except RecursionError:
                 errors[entry[0]] = "nested too deeply to restore"
                 failed.append(entry)
@@ -327,12 +376,12 @@ def restore(blob: bytes, ns: dict[str, Any], sources: Sources) -> Dropped:
     dropped: Dropped = {}
     for name, *_rest in pending:
         ns.pop(name, None)
-        sources.pop(name, None)
+        defs.forget(name)
         dropped[name] = f"could not be restored ({errors[name]})"
     return dropped
 
 
-def _apply(entry: tuple[str, str, Any], ns: dict[str, Any], sources: Sources) -> None:
+def _apply(entry: tuple[str, str, Any], ns: dict[str, Any], defs: Definitions) -> None:
     name, kind, data = entry
     if kind == "value":
         ns[name] = _loads(data)
@@ -343,7 +392,8 @@ def _apply(entry: tuple[str, str, Any], ns: dict[str, Any], sources: Sources) ->
         _register_source(filename, source)
         exec(compile(source, filename, "exec", flags=flags, dont_inherit=True), ns)
         stmts.append(Statement(source, flags, False))
-    sources[name] = stmts
+    defs.statements[name] = stmts
+    defs.made[name] = ns.get(name)
 
 
 def _register_source(filename: str, source: str) -> None:

@@ -228,7 +228,7 @@ class Runner:
         self.ns = self.module.__dict__
         self.capture = _Capture(limits.max_output)
         self.link = _Link(FD_IN_CHILD, FD_OUT_CHILD)
-        self.sources: bindings_mod.Sources = {}
+        self.defs = bindings_mod.Definitions()
         self.tools: frozenset[str] = frozenset()
         self.restored = False
         self.hidden = st.hidden
@@ -287,7 +287,7 @@ class Runner:
             self.ns["__builtins__"]["__import__"] = guard.restricted_import(self.hidden, allowed)
         if req.bindings is not None and not self.restored:
             try:
-                self.lost = bindings_mod.restore(req.bindings, self.ns, self.sources)
+                self.lost = bindings_mod.restore(req.bindings, self.ns, self.defs)
             except Exception as exc:  # the blob itself is unreadable: start without it
                 self.lost = {
                     "<all>": f"the previous variables could not be read ({_exc_line(exc)})"
@@ -332,7 +332,7 @@ class Runner:
                 raise OutputLimitExceeded(self.capture.message())
         except BaseException as exc:
             return self._failure(exc, layers)
-        bindings_mod.record(req.code, tree, flags, self.tools, self.sources)
+        self.defs.record(req.code, tree, flags, self.tools, self.ns)
         return self._success(value, req, layers)
 
     def _foreign(self) -> set[str]:
@@ -415,7 +415,7 @@ class Runner:
         blob, dropped = None, None
         if req.snapshot:
             try:
-                blob, dropped = bindings_mod.snapshot(self.ns, self.sources, self.tools)
+                blob, dropped = bindings_mod.snapshot(self.ns, self.defs, self.tools)
             except Exception as exc:
                 return self._result(
                     False,

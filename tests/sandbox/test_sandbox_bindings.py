@@ -304,3 +304,33 @@ def test_output_of_re_run_definitions_is_not_this_steps_output() -> None:
     assert first.stdout == "defining\n"
     ev = evaluate("print('step two')\nx.__module__", bindings=first.bindings)
     assert ev.ok and ev.stdout == "step two\n", ev.error
+
+
+@pytest.mark.parametrize(
+    "rebind",
+    ["for f in [lambda: 2]:\n    pass", "def reset():\n    global f\n    f = lambda: 2\nreset()"],
+    ids=["for", "global"],
+)
+def test_a_definition_rebound_another_way_is_kept_as_rebound(rebind: str) -> None:
+    first = evaluate("def f():\n    return 1")
+    second = evaluate(rebind, bindings=first.bindings)
+    assert second.ok and second.dropped == (), second.error
+    ev = evaluate("f()", bindings=second.bindings)
+    assert ev.ok and ev.value == 2, ev.error
+
+
+@pytest.mark.parametrize(
+    "rebind",
+    [
+        "if True:\n    def f():\n        return 2",
+        "def reset():\n    global f\n    def f():\n        return 2\nreset()",
+    ],
+    ids=["if", "global-def"],
+)
+def test_a_definition_made_inside_a_block_is_dropped_never_re_run_stale(rebind: str) -> None:
+    first = evaluate("def f():\n    return 1")
+    second = evaluate(rebind, bindings=first.bindings)
+    assert second.ok and second.dropped == ("f",)
+    assert "top-level def, class or assignment" in second.dropped_reasons["f"]
+    ev = evaluate("f()", bindings=second.bindings)
+    assert ev.error_kind == "exception" and "NameError" in ev.error
