@@ -151,15 +151,24 @@ def frame(msg: Any) -> bytes:
     return FRAME_HEADER.pack(len(body)) + body
 
 
+LIMIT_BOUNDS_NESTING = sys.version_info < (3, 12)
+"""On 3.11 the recursion limit also bounds C code such as msgspec's encoder and decoder (3.12
+gave C recursion a counter of its own), which makes :func:`depth_bound` free."""
+
+
 @contextlib.contextmanager
 def depth_bound(depth: int = MAX_DEPTH) -> Iterator[None]:
     """Within the block, encoding or decoding a value nested deeper than about ``depth`` levels
-    raises ``RecursionError``. Child side only: it lowers the interpreter's recursion limit,
-    which is process-wide, and the child has no other thread.
+    raises ``RecursionError`` (on 3.11; a no-op where :data:`LIMIT_BOUNDS_NESTING` is false).
+    Child side only: it lowers the interpreter's recursion limit, which is process-wide, and
+    the child has no other thread.
 
     msgspec counts nesting against that limit, so setting it to the current stack depth plus
     ``depth`` bounds the value at no cost per element, and whatever decodes the bytes on the
     other side needs at most ``depth`` levels of its own stack."""
+    if not LIMIT_BOUNDS_NESTING:
+        yield
+        return
     frame_: Any = sys._getframe()
     here = 0
     while frame_ is not None:
@@ -174,9 +183,32 @@ def depth_bound(depth: int = MAX_DEPTH) -> Iterator[None]:
 
 
 def encode_bounded(msg: Any, depth: int = MAX_DEPTH) -> bytes:
-    """Encode ``msg``; ``RecursionError`` past ``depth`` levels (child side, see depth_bound)."""
+    """Encode ``msg``; ``RecursionError`` past about ``depth`` levels (child side, see
+    :func:`depth_bound`; where that is a no-op, the value is walked instead)."""
+    if not LIMIT_BOUNDS_NESTING and nesting_exceeds(msg, depth):
+        raise RecursionError(f"value nested deeper than {depth} levels")
     with depth_bound(depth):
         return _encoder.encode(msg)
+
+
+def nesting_exceeds(value: Any, depth: int) -> bool:
+    """True if ``value`` nests lists, tuples, sets, dicts or Structs deeper than ``depth``
+    (iterative: safe on values of any depth)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, msgspec.Struct):
+            children: Any = msgspec.structs.astuple(item)
+        elif isinstance(item, dict):
+            children = [*item.keys(), *item.values()]
+        elif isinstance(item, list | tuple | set | frozenset):
+            children = item
+        else:
+            continue
+        if level > depth:
+            return True
+        stack.extend((child, level + 1) for child in children)
+    return False
 
 
 zygote_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(ZygoteMessage)

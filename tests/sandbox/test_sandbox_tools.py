@@ -223,3 +223,24 @@ def test_deep_or_huge_values_are_a_clear_error_and_the_code_can_go_on(
 def test_a_value_just_within_the_depth_limit_crosses() -> None:
     code = "v = 1\nfor _ in range(150):\n    v = [v]\nAwkward.echo(v)"
     assert evaluate(code, tools=[Awkward]).value == "list"
+
+
+def test_where_the_recursion_limit_does_not_bound_c_code_the_value_is_walked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Python 3.12+ counts C recursion apart: the same values are refused by walking them (the
+    3.11 strategy, which lowers the recursion limit, runs in the child in the tests above)."""
+    from legion.sandbox import protocol
+
+    monkeypatch.setattr(protocol, "LIMIT_BOUNDS_NESTING", False)
+
+    def nested(levels: int) -> object:
+        value: object = 1
+        for _ in range(levels):
+            value = [value] if levels % 2 else {"k": value}
+        return value
+
+    assert protocol.encode_bounded(protocol.Call(1, "T", "f", [nested(150)], {}))
+    for levels in (250, 251, 100_000):
+        with pytest.raises(RecursionError):
+            protocol.encode_bounded(protocol.Call(1, "T", "f", [nested(levels)], {}))
