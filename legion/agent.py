@@ -166,14 +166,14 @@ class Agent(Server):
         cfg = self.settings_config
         prompt = cls.system_prompt
         if prompt is None:
-            from .sandbox.guard import ALLOWED_MODULES
+            from .sandbox.guard import allowlist
 
             prompt = build_prompt(
                 cls.role(),
                 self.tool_instances,
                 action_types=cls.action_types,
                 binding_scope=cfg["binding_scope"],
-                allowed_modules=ALLOWED_MODULES,
+                allowed_modules=allowlist(cfg.get("sandbox_modules", ())),
             )
         self.conversation = Conversation([{"role": "system", "content": prompt}])
         self.schema = action_schema(cls.action_types, cls.output_schema)
@@ -309,6 +309,7 @@ class Agent(Server):
                 tools=self.tool_table,
                 bindings=bindings,
                 timeout=1e7 if math.isinf(timeout) else float(timeout),
+                modules=self.settings_config.get("sandbox_modules", ()),
             )
             info["outcome"] = "ok" if ev.ok else (ev.error_kind or "exception")
             if not ev.ok:
@@ -367,14 +368,14 @@ class Agent(Server):
             self.__class__ = new_cls
             prompt = new_cls.system_prompt
             if prompt is None:
-                from .sandbox.guard import ALLOWED_MODULES
+                from .sandbox.guard import allowlist
 
                 prompt = build_prompt(
                     new_cls.role(),
                     instances,
                     action_types=new_cls.action_types,
                     binding_scope=self.settings_config["binding_scope"],
-                    allowed_modules=ALLOWED_MODULES,
+                    allowed_modules=allowlist(self.settings_config.get("sandbox_modules", ())),
                 )
             if old_cls.__module__ in loaded.modules:
                 self.code_change(old_vsn, None)

@@ -26,9 +26,11 @@ DEFAULTS: dict[str, Any] = {
     "binding_scope": "turn",
     "max_message_length": 20_000,
     "llm_timeout": 120.0,
+    "sandbox_modules": (),
 }
 """Built-in defaults. `sandbox_timeout` and `llm_timeout` are seconds; `max_message_length` is
-in UTF-8 bytes. `math.inf` (or the string "infinity") disables a timeout or the length cap."""
+in UTF-8 bytes. `math.inf` (or the string "infinity") disables a timeout or the length cap.
+`sandbox_modules` adds modules to the sandbox's allowlist (see docs/sandbox.md)."""
 
 KNOWN_KEYS = frozenset(DEFAULTS) | {"share_bindings", "metrics_port", "reload"}
 
@@ -165,7 +167,19 @@ _CHECKS: dict[str, Any] = {
     "share_bindings": _share,
     "metrics_port": lambda v: _metrics_port(v),
     "reload": lambda v: _reload_flag(v),
+    "sandbox_modules": lambda v: _sandbox_modules(v),
 }
+
+
+def _sandbox_modules(value: Any) -> None:
+    from legion.sandbox.guard import allowlist
+
+    if not isinstance(value, list | tuple):
+        raise ConfigError(f"sandbox_modules must be a list of module names, got {value!r}")
+    try:
+        allowlist(value)
+    except ValueError as exc:
+        raise ConfigError(f"sandbox_modules: {exc}") from None
 
 
 def _reload_flag(value: Any) -> None:

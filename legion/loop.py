@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextvars
 import json
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,12 +79,21 @@ def normalize_message(message: Any, limit: float) -> Any:
     return truncate(repr(message), limit)
 
 
-def eval_success(value_repr: str, stdout: str, variables: Sequence[str], limit: float) -> str:
+def eval_success(
+    value_repr: str,
+    stdout: str,
+    variables: Sequence[str],
+    limit: float,
+    dropped: Mapping[str, str] | None = None,
+) -> str:
     text = f"Code executed successfully. Result:\n```\n{truncate(value_repr, limit)}\n```"
     if stdout:
         text += f"\n\nOutput:\n```\n{truncate(stdout, limit)}\n```"
     if variables:
         text += "\n\nAvailable variables: " + ", ".join(f"`{name}`" for name in variables)
+    if dropped:
+        why = "; ".join(f"`{name}`: {reason}" for name, reason in dropped.items())
+        text += truncate(f"\n\nNot kept for the next step: {why}", limit)
     return text
 
 
@@ -253,10 +262,10 @@ async def _step(
                     raise _Failure(eval_failure(value, limit))
             return "complete", value, ev.bindings
         names: Sequence[str] = ()
+        dropped: Mapping[str, str] = {}
         if s.config["binding_scope"] != "iteration" and ev.bindings is not None:
-            names = ev.bindings.names
-        conv.messages.append(
-            {"role": "user", "content": eval_success(ev.value_repr, ev.stdout, names, limit)}
-        )
+            names, dropped = ev.bindings.names, ev.dropped_reasons
+        content = eval_success(ev.value_repr, ev.stdout, names, limit, dropped)
+        conv.messages.append({"role": "user", "content": content})
         return "continue", None, ev.bindings
     raise _Failure(eval_failure(f"Unexpected action: {obj!r}", limit))

@@ -54,6 +54,7 @@ def evaluate(
     max_memory: int | None = None,
     max_cpu: float | None = None,
     max_output: int = 1_000_000,
+    modules: Iterable[str] = (),
     unsafe: bool = False,
     _guard: bool = True,
     _break_seccomp: bool = False,
@@ -66,6 +67,8 @@ def evaluate(
     * ``timeout``: wall-clock seconds, tool time included. ``max_cpu`` (default ``timeout + 1``)
       is the CPU-seconds rlimit, ``max_memory`` the heap rlimit in bytes (default 512 MiB),
       ``max_output`` the cap on printed characters.
+    * ``modules``: modules to allow beyond the default allowlist, each one of
+      ``legion.sandbox.guard.OPTIONAL_MODULES`` (``ValueError`` naming the module otherwise).
     * ``unsafe``: run even when a layer (seccomp, Landlock, rlimits) cannot be applied. Off by
       default: without it such a machine raises :class:`SandboxUnavailable` (fail closed).
 
@@ -75,7 +78,7 @@ def evaluate(
 
     import trio
 
-    from . import proxy, runner
+    from . import guard, proxy, runner
 
     try:
         trio.lowlevel.current_trio_token()
@@ -94,7 +97,12 @@ def evaluate(
         break_seccomp=_break_seccomp,
     )
     table = proxy.resolve_tools(tools)
-    return trio.run(functools.partial(runner.evaluate_trio, code, table, bindings, timeout, limits))
+    allowed = guard.allowlist(modules) if modules else ()
+    return trio.run(
+        functools.partial(
+            runner.evaluate_trio, code, table, bindings, timeout, limits, modules=allowed
+        )
+    )
 
 
 async def aevaluate(
@@ -106,6 +114,7 @@ async def aevaluate(
     max_memory: int | None = None,
     max_cpu: float | None = None,
     max_output: int = 1_000_000,
+    modules: Iterable[str] = (),
     unsafe: bool = False,
     _guard: bool = True,
     _break_seccomp: bool = False,
@@ -114,7 +123,7 @@ async def aevaluate(
     caller's loop)."""
     import sniffio
 
-    from . import bridge, proxy, runner
+    from . import bridge, guard, proxy, runner
 
     limits = runner.make_limits(
         timeout=timeout,
@@ -127,10 +136,13 @@ async def aevaluate(
         break_seccomp=_break_seccomp,
     )
     table = proxy.resolve_tools(tools)
+    allowed = guard.allowlist(modules) if modules else ()
     if sniffio.current_async_library() == "trio":
-        return await runner.evaluate_trio(code, table, bindings, timeout, limits)
+        return await runner.evaluate_trio(code, table, bindings, timeout, limits, modules=allowed)
     return await bridge.in_thread(
-        lambda caller: runner.evaluate_trio(code, table, bindings, timeout, limits, caller)
+        lambda caller: runner.evaluate_trio(
+            code, table, bindings, timeout, limits, caller, modules=allowed
+        )
     )
 
 

@@ -1,50 +1,159 @@
 """Bindings across evaluations, encoded and decoded only inside sandboxed children.
 
-The blob is a pickle of: the source of the top-level ``def``/``class`` statements seen so far
-(replayed first, so functions and classes survive and pickles of their instances resolve), the
-modules bound to names, and the picklable values. Values that cannot be pickled (lambdas,
-generators, ...) are reported as dropped. The parent stores the blob and never opens it.
+The blob is a pickle of the modules bound to names and one *entry per variable*, so a value that
+cannot be kept never takes the others with it:
+
+* a value that pickling would store as a reference to its own name in the sandbox (a class, a
+  top-level function, an ``@lru_cache`` function, a namedtuple, an Enum, a ``TypeVar``...) is
+  kept as the source of the top-level statements that bound it, re-run on restore;
+* anything else is pickled on its own, functions defined by the code (lambdas, closures, nested
+  functions) *by value*: their code object (``marshal``), defaults and closure cells;
+* what cannot be kept is dropped with the reason, for the model to read.
+
+On restore, modules are rebound first, then the entries are applied in rounds until none makes
+progress, so an instance finds its class and a class finds the namedtuple it derives from,
+whatever order they were bound in; an entry that still fails is dropped with its error. The
+parent stores the blob and never opens it.
 """
 
 from __future__ import annotations
 
 import ast
 import io
+import marshal
 import pickle
 import reprlib
 import sys
 import types
+from dataclasses import dataclass
 from typing import Any
 
-from .guard import ALLOWED_MODULES, SAFE_BUILTINS
+from .guard import PRELOADED_MODULES, SAFE_BUILTINS
 
 MODULE = "__sandbox__"
 MAX_BLOB = 8 * 1024 * 1024
+"""Largest bindings blob; past it the largest variables are dropped first."""
+VERSION = 2
+EARLIER = "<earlier step>"
+"""Filename of code objects restored by value (their step's source is gone)."""
 _SAFE_BUILTINS = frozenset(SAFE_BUILTINS)
+_PICKLE_MODULES = frozenset({MODULE, "builtins", "copyreg", "_codecs", "types", "_operator"})
+_RECONSTRUCTORS = frozenset({"_make_function", "_set_function_state", "_module"})
 _repr = reprlib.Repr()
 _repr.maxstring = 60
 _repr.maxother = 60
 _repr.maxlist = _repr.maxtuple = _repr.maxdict = _repr.maxset = 6
 
+Dropped = dict[str, str]
+"""Variable name -> why it could not be kept."""
 
-def definitions(code: str, tree: ast.Module) -> dict[str, str]:
-    """Source of the top-level def/class statements (decorators included), by name."""
-    lines = code.splitlines(keepends=True)
-    found: dict[str, str] = {}
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            start = min([d.lineno for d in node.decorator_list] + [node.lineno]) - 1
-            found[node.name] = "".join(lines[start : node.end_lineno])
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """A top-level statement that bound a name: its source and the compiler flags (``from
+    __future__`` imports) of the code it came from."""
+
+    source: str
+    flags: int
+    calls_tool: bool
+
+
+class Definitions:
+    """How to re-create the values that name themselves: by name, the top-level statements that
+    made the current value, and that value (a statement is only re-run while the variable still
+    holds what it made: a later ``if``, ``for`` or ``global`` rebinding makes it stale)."""
+
+    def __init__(self) -> None:
+        self.statements: dict[str, list[Statement]] = {}
+        self.made: dict[str, Any] = {}
+
+    def record(
+        self, code: str, tree: ast.Module, flags: int, tools: frozenset[str], ns: dict[str, Any]
+    ) -> None:
+        """After a successful step: note its top-level ``def``/``class``/assignment statements
+        by the names they bind, in order. One that mentions its own name on the right
+        (``f = lru_cache(f)``) extends the name's history; any other replaces it; any other
+        kind of statement binding the name (``for``, ``with``, an ``if`` around a ``def``)
+        forgets it."""
+        lines = code.splitlines(keepends=True)
+        touched: set[str] = set()
+        for node in tree.body:
+            names = _bound_names(node)
+            if not names:
+                for name in _stored_names(node):
+                    self.forget(name)
+                    touched.discard(name)
+                continue
+            decorators = getattr(node, "decorator_list", [])
+            start = min([d.lineno for d in decorators] + [node.lineno]) - 1
+            used = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+            stmt = Statement("".join(lines[start : node.end_lineno]), flags, bool(used & tools))
+            for name in names:
+                refers = isinstance(node, (ast.Assign, ast.AnnAssign)) and name in _rhs_names(node)
+                history = self.statements.get(name, []) if refers else []
+                self.statements[name] = [*history, stmt]
+                touched.add(name)
+        for name in touched:
+            self.made[name] = ns.get(name)
+
+    def current(self, name: str, value: Any) -> list[Statement] | None:
+        """The statements that made ``value``, or None if it was made some other way."""
+        stmts = self.statements.get(name)
+        return stmts if stmts and self.made.get(name) is value else None
+
+    def forget(self, name: str) -> None:
+        self.statements.pop(name, None)
+        self.made.pop(name, None)
+
+
+def _stored_names(node: ast.stmt) -> set[str]:
+    """Names a top-level statement binds in the module (not inside functions, classes,
+    lambdas or comprehensions)."""
+    found: set[str] = set()
+    todo: list[ast.AST] = [node]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            found.add(item.name)
+            continue
+        if isinstance(
+            item, (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+        ):
+            continue
+        if isinstance(item, ast.Name) and isinstance(item.ctx, (ast.Store, ast.Del)):
+            found.add(item.id)
+        elif isinstance(item, (ast.Import, ast.ImportFrom)):
+            found.update((a.asname or a.name).split(".", 1)[0] for a in item.names)
+        elif isinstance(item, (ast.MatchAs, ast.MatchStar)) and item.name:
+            found.add(item.name)
+        todo.extend(ast.iter_child_nodes(item))
     return found
+
+
+def _bound_names(node: ast.stmt) -> list[str]:
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return [node.name]
+    if isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) for t in node.targets):
+        return [t.id for t in node.targets if isinstance(t, ast.Name)]
+    if isinstance(node, ast.AnnAssign) and node.value is not None:
+        return [node.target.id] if isinstance(node.target, ast.Name) else []
+    return []
+
+
+def _rhs_names(node: ast.Assign | ast.AnnAssign) -> set[str]:
+    value = node.value
+    return {n.id for n in ast.walk(value) if isinstance(n, ast.Name)} if value else set()
 
 
 def user_names(ns: dict[str, Any], reserved: frozenset[str]) -> list[str]:
     return [n for n in ns if not (n.startswith("__") and n.endswith("__")) and n not in reserved]
 
 
-def describe(ns: dict[str, Any], reserved: frozenset[str]) -> dict[str, str]:
+def describe(ns: dict[str, Any], reserved: frozenset[str], skip: Dropped) -> dict[str, str]:
     out: dict[str, str] = {}
     for name in user_names(ns, reserved):
+        if name in skip:
+            continue
         try:
             out[name] = _repr.repr(ns[name])
         except Exception:
@@ -52,48 +161,174 @@ def describe(ns: dict[str, Any], reserved: frozenset[str]) -> dict[str, str]:
     return out
 
 
+# --- encoding ----------------------------------------------------------------------------------
+
+
 def snapshot(
-    ns: dict[str, Any], defs: dict[str, str], reserved: frozenset[str]
-) -> tuple[bytes, list[str]]:
-    """Encode the namespace; returns the blob and the names that were dropped."""
+    ns: dict[str, Any], defs: Definitions, reserved: frozenset[str]
+) -> tuple[bytes, Dropped]:
+    """Encode the namespace; returns the blob and the variables dropped, with the reason."""
     modules: dict[str, str] = {}
-    values: dict[str, Any] = {}
+    entries: list[tuple[str, str, Any]] = []
+    sizes: dict[str, int] = {}
+    dropped: Dropped = {}
     for name in user_names(ns, reserved):
         value = ns[name]
         if isinstance(value, types.ModuleType):
             modules[name] = value.__name__
+        elif _names_itself(name, value):
+            stmts = defs.current(name, value)
+            if not stmts:
+                dropped[name] = (
+                    f"{_kind(value)} defined where the next step cannot re-create it "
+                    "(define it with a top-level def, class or assignment)"
+                )
+            elif any(s.calls_tool for s in stmts):
+                dropped[name] = "re-creating it would call a tool again"
+            else:
+                entries.append((name, "source", [(s.source, s.flags) for s in stmts]))
+                sizes[name] = sum(len(s.source) for s in stmts)
         else:
-            values[name] = value
-    dropped: list[str] = []
-    try:
-        payload = pickle.dumps(values, protocol=5)
-    except Exception:
-        payload = b""
-    if not payload or len(payload) > MAX_BLOB:
-        sized: dict[str, bytes] = {}
-        for name, value in values.items():
             try:
-                sized[name] = pickle.dumps(value, protocol=5)
-            except Exception:
-                dropped.append(name)
-        total = sum(map(len, sized.values()))
-        for name in sorted(sized, key=lambda n: -len(sized[n])):
-            if total <= MAX_BLOB:
-                break
-            total -= len(sized.pop(name))
-            dropped.append(name)
-        parts = {name: values[name] for name in sized}
-        payload = pickle.dumps(parts, protocol=5)
-    blob = pickle.dumps({"defs": defs, "modules": modules, "values": payload}, protocol=5)
+                data = _dumps(value, ns)
+            except RecursionError:
+                dropped[name] = f"{_kind(value)} nested too deeply to save"
+            except Exception as exc:
+                dropped[name] = f"{_kind(value)} cannot be saved ({_reason(exc)})"
+            else:
+                entries.append((name, "value", data))
+                sizes[name] = len(data)
+    total = sum(sizes.values())
+    for name in sorted(sizes, key=lambda n: -sizes[n]):
+        if total <= MAX_BLOB:
+            break
+        total -= sizes.pop(name)
+        dropped[name] = f"too large to keep (the variables are capped at {MAX_BLOB >> 20} MiB)"
+    kept = [e for e in entries if e[0] not in dropped]
+    blob = pickle.dumps({"version": VERSION, "modules": modules, "entries": kept}, protocol=5)
     return blob, dropped
 
 
+def _names_itself(name: str, value: Any) -> bool:
+    """True if pickle would store ``value`` as a reference to the sandbox's ``name``."""
+    if getattr(value, "__module__", None) != MODULE:
+        return False
+    if isinstance(value, types.FunctionType):
+        return value.__qualname__ == name
+    return (
+        isinstance(value, type)
+        or getattr(value, "__qualname__", None) == name
+        or (getattr(value, "__name__", None) == name and not isinstance(value, types.MethodType))
+    )
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, type):
+        return f"class {value.__name__}"
+    return f"a {type(value).__name__}"
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def _dumps(value: Any, ns: dict[str, Any]) -> bytes:
+    buf = io.BytesIO()
+    _Pickler(buf, ns).dump(value)
+    return buf.getvalue()
+
+
+class _Pickler(pickle.Pickler):
+    """Pickles functions defined by the sandboxed code by value when they have no name of their
+    own to be found by (lambdas, closures, nested functions); everything else as pickle does."""
+
+    def __init__(self, file: io.BytesIO, ns: dict[str, Any]) -> None:
+        super().__init__(file, protocol=5)
+        self.ns = ns
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, types.ModuleType):  # in a closure or a container: by name
+            return (_module, (obj.__name__,))
+        if type(obj) is not types.FunctionType or obj.__globals__ is not self.ns:
+            return NotImplemented
+        if _lookup(self.ns, obj.__qualname__) is obj:
+            return NotImplemented  # found by name (a top-level function, a method): by reference
+        cells = obj.__closure__ or ()
+        code = _relocate(obj.__code__)
+        state = (
+            obj.__defaults__,
+            obj.__kwdefaults__,
+            [(True, c.cell_contents) if _filled(c) else (False, None) for c in cells],
+            dict(obj.__dict__),
+            obj.__doc__,
+        )
+        args = (marshal.dumps(code), obj.__name__, obj.__qualname__, len(cells))
+        return (_make_function, args, state, None, None, _set_function_state)
+
+
+def _lookup(ns: dict[str, Any], qualname: str) -> Any:
+    head, *rest = qualname.split(".")
+    obj = ns.get(head)
+    for part in rest:
+        obj = getattr(obj, part, None)
+    return obj
+
+
+def _filled(cell: types.CellType) -> bool:
+    try:
+        cell.cell_contents  # noqa: B018 - an empty cell raises
+    except ValueError:
+        return False
+    return True
+
+
+def _relocate(code: types.CodeType) -> types.CodeType:
+    """The code object with every filename set to ``<earlier step>`` (nested ones included), so
+    a traceback does not show lines of the current step's source for it."""
+    consts = tuple(_relocate(c) if isinstance(c, types.CodeType) else c for c in code.co_consts)
+    return code.replace(co_filename=EARLIER, co_consts=consts)
+
+
+def _module(name: str) -> types.ModuleType:
+    if name.split(".", 1)[0] not in PRELOADED_MODULES or name not in sys.modules:
+        raise pickle.UnpicklingError(f"module {name} is not available in the sandbox")
+    return sys.modules[name]
+
+
+def _make_function(code: bytes, name: str, qualname: str, ncells: int) -> types.FunctionType:
+    ns = sys.modules[MODULE].__dict__
+    closure = tuple(types.CellType() for _ in range(ncells)) or None
+    fn = types.FunctionType(marshal.loads(code), ns, name, None, closure)
+    fn.__qualname__ = qualname
+    return fn
+
+
+def _set_function_state(fn: types.FunctionType, state: tuple[Any, ...]) -> None:
+    defaults, kwdefaults, cells, attrs, doc = state
+    fn.__defaults__ = defaults
+    fn.__kwdefaults__ = kwdefaults
+    for cell, (filled, value) in zip(fn.__closure__ or (), cells, strict=True):
+        if filled:
+            cell.cell_contents = value
+    fn.__dict__.update(attrs)
+    fn.__doc__ = doc
+
+
+# --- decoding ----------------------------------------------------------------------------------
+
+
 class _Unpickler(pickle.Unpickler):
+    """Resolves only preloaded modules, safe builtins and our own function reconstructors: the
+    blob is decoded inside the sandbox anyway; this keeps a forged one from reaching further."""
+
     def find_class(self, module: str, name: str) -> Any:
         root = module.split(".", 1)[0]
+        if module == __name__ and name in _RECONSTRUCTORS:
+            return super().find_class(module, name)
         if module == "builtins" and name not in _SAFE_BUILTINS and not _is_exception(name):
             raise pickle.UnpicklingError(f"builtins.{name} is not allowed in bindings")
-        if module in (MODULE, "builtins", "copyreg", "_codecs") or root in ALLOWED_MODULES:
+        if module in _PICKLE_MODULES or root in PRELOADED_MODULES:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"{module}.{name} is not allowed in bindings")
 
@@ -105,18 +340,60 @@ def _is_exception(name: str) -> bool:
     return isinstance(value, type) and issubclass(value, BaseException)
 
 
-def restore(blob: bytes, ns: dict[str, Any], defs: dict[str, str]) -> None:
-    """Replay definitions, rebind modules, unpickle values into ``ns`` (inside the sandbox)."""
-    data = _Unpickler(io.BytesIO(blob)).load()
-    for name, source in data["defs"].items():
-        filename = f"<definition of {name}>"
-        exec(compile(source, filename, "exec"), ns)
-        defs[name] = source
-        _register_source(filename, source)
+def _loads(data: bytes) -> Any:
+    return _Unpickler(io.BytesIO(data)).load()
+
+
+def restore(blob: bytes, ns: dict[str, Any], defs: Definitions) -> Dropped:
+    """Rebind modules, then apply the entries (re-run statements, unpickle values) in rounds
+    until no entry makes progress. Returns the variables that could not be restored, with the
+    error; the others are in ``ns`` (inside the sandbox). Raises only if the blob itself cannot
+    be read."""
+    data = _loads(blob)
+    if not isinstance(data, dict) or data.get("version") != VERSION:
+        raise ValueError("the bindings were written by another version of the sandbox")
     for name, modname in data["modules"].items():
-        if modname in sys.modules and modname.split(".", 1)[0] in ALLOWED_MODULES:
+        if modname in sys.modules and modname.split(".", 1)[0] in PRELOADED_MODULES:
             ns[name] = sys.modules[modname]
-    ns.update(_Unpickler(io.BytesIO(data["values"])).load())
+    pending: list[tuple[str, str, Any]] = list(data["entries"])
+    errors: Dropped = {}
+    while pending:
+        failed = []
+        for entry in pending:
+            try:
+                _apply(entry, ns, defs)
+            except RecursionError:
+                errors[entry[0]] = "nested too deeply to restore"
+                failed.append(entry)
+            except Exception as exc:
+                errors[entry[0]] = f"{type(exc).__name__}: {_reason(exc)}"
+                failed.append(entry)
+            else:
+                errors.pop(entry[0], None)
+        if len(failed) == len(pending):
+            break
+        pending = failed
+    dropped: Dropped = {}
+    for name, *_rest in pending:
+        ns.pop(name, None)
+        defs.forget(name)
+        dropped[name] = f"could not be restored ({errors[name]})"
+    return dropped
+
+
+def _apply(entry: tuple[str, str, Any], ns: dict[str, Any], defs: Definitions) -> None:
+    name, kind, data = entry
+    if kind == "value":
+        ns[name] = _loads(data)
+        return
+    stmts = []
+    for source, flags in data:
+        filename = f"<definition of {name}>"
+        _register_source(filename, source)
+        exec(compile(source, filename, "exec", flags=flags, dont_inherit=True), ns)
+        stmts.append(Statement(source, flags, False))
+    defs.statements[name] = stmts
+    defs.made[name] = ns.get(name)
 
 
 def _register_source(filename: str, source: str) -> None:

@@ -5,10 +5,13 @@ Runs in a process forked from the zygote. ``main`` never returns: it hardens the
 """
 
 from __future__ import annotations
+import __future__
 
 import ast
+import functools
 import gc
 import linecache
+import operator
 import os
 import resource
 import signal
@@ -29,6 +32,9 @@ PR_SET_DUMPABLE = 4
 PR_SET_NO_NEW_PRIVS = 38
 FILENAME = "<sandbox>"
 MIB = 1024 * 1024
+_FUTURE_FLAGS = functools.reduce(
+    operator.or_, (getattr(__future__, f).compiler_flag for f in __future__.all_feature_names)
+)
 
 
 @dataclass
@@ -188,7 +194,7 @@ def _short_traceback(exc: BaseException) -> tuple[str, int | None]:
     while tb is not None:
         code = tb.tb_frame.f_code
         name = code.co_filename
-        if name == FILENAME or name.startswith("<definition of"):
+        if name in (FILENAME, bindings_mod.EARLIER) or name.startswith("<definition of"):
             where = "" if name == FILENAME else f"{name[1:-1]}, "
             lines.append(f"  {where}line {tb.tb_lineno}, in {code.co_name}")
             text = linecache.getline(name, tb.tb_lineno).strip()
@@ -222,9 +228,11 @@ class Runner:
         self.ns = self.module.__dict__
         self.capture = _Capture(limits.max_output)
         self.link = _Link(FD_IN_CHILD, FD_OUT_CHILD)
-        self.defs: dict[str, str] = {}
+        self.defs = bindings_mod.Definitions()
         self.tools: frozenset[str] = frozenset()
         self.restored = False
+        self.hidden = st.hidden
+        self.lost: bindings_mod.Dropped = {}  # variables the restore could not bring back
         if limits.guard:
             table = guard.safe_builtins(self.capture.print, st.hidden)
         else:
@@ -247,10 +255,12 @@ class Runner:
         value_repr: str = "",
         native: bool = False,
         blob: bytes | None = None,
-        dropped: list[str] | None = None,
+        dropped: bindings_mod.Dropped | None = None,
         layers: list[str],
     ) -> Result:
-        variables = bindings_mod.describe(self.ns, self.tools) if ok else {}
+        dropped = {**self.lost, **(dropped or {})}
+        self.lost = {}
+        variables = bindings_mod.describe(self.ns, self.tools, dropped) if ok else {}
         return Result(
             ok,
             value,
@@ -262,7 +272,7 @@ class Runner:
             tb,
             variables,
             blob,
-            dropped or [],
+            dropped,
             layers,
         )
 
@@ -272,16 +282,17 @@ class Runner:
         for name in self.tools:
             self.ns.pop(name, None)
         self.tools = frozenset(req.tools)
+        allowed = req.modules or guard.ALLOWED_MODULES
+        if self.limits.guard:
+            self.ns["__builtins__"]["__import__"] = guard.restricted_import(self.hidden, allowed)
         if req.bindings is not None and not self.restored:
             try:
-                bindings_mod.restore(req.bindings, self.ns, self.defs)
-            except Exception as exc:
-                return self._result(
-                    False,
-                    error=f"the previous variables could not be restored: {_exc_line(exc)}",
-                    kind="exception",
-                    layers=layers,
-                )
+                self.lost = bindings_mod.restore(req.bindings, self.ns, self.defs)
+            except Exception as exc:  # the blob itself is unreadable: start without it
+                self.lost = {
+                    "<all>": f"the previous variables could not be read ({_exc_line(exc)})"
+                }
+            self.capture.take()  # what re-run definitions printed is not this step's output
         self.restored = True
         for name, fns in req.tools.items():
             self.ns[name] = ToolStub(self.link, name, fns)
@@ -295,30 +306,46 @@ class Runner:
             return self._result(False, error=msg, kind="exception", tb=tb, layers=layers)
         if self.limits.guard:
             try:
-                guard.check(tree)
+                guard.check(tree, allowed, self._foreign())
             except guard.GuardError as exc:
                 return self._result(
                     False, error=str(exc), kind="forbidden", tb=str(exc), layers=layers
                 )
         linecache.cache[FILENAME] = (len(req.code), None, req.code.splitlines(True), FILENAME)
-        defs = bindings_mod.definitions(req.code, tree)
         last = tree.body[-1] if tree.body and isinstance(tree.body[-1], ast.Expr) else None
         if last is not None:
             tree.body.pop()
+        flags = 0
         try:
-            exec(compile(tree, FILENAME, "exec"), self.ns)
+            # dont_inherit: this module's own `from __future__` imports must not change how the
+            # code compiles (annotations stay objects); the code's own future imports still apply
+            code = compile(tree, FILENAME, "exec", dont_inherit=True)
+            flags = code.co_flags & _FUTURE_FLAGS
+            exec(code, self.ns)
             value = None
             if last is not None:
                 expr = ast.Expression(last.value)
-                value = eval(compile(expr, FILENAME, "eval"), self.ns)
+                value = eval(
+                    compile(expr, FILENAME, "eval", flags=flags, dont_inherit=True), self.ns
+                )
             if self.capture.exceeded:
                 raise OutputLimitExceeded(self.capture.message())
         except BaseException as exc:
             return self._failure(exc, layers)
-        for name, source in defs.items():
-            self.defs.pop(name, None)
-            self.defs[name] = source
+        self.defs.record(req.code, tree, flags, self.tools, self.ns)
         return self._success(value, req, layers)
+
+    def _foreign(self) -> set[str]:
+        """Names bound to what comes from elsewhere (modules, tools, imported classes and
+        functions), whose private attributes the guard refuses."""
+        found = set(self.tools)
+        for name, value in self.ns.items():
+            if isinstance(value, types.ModuleType) or (
+                isinstance(value, (type, types.FunctionType, types.BuiltinFunctionType))
+                and getattr(value, "__module__", bindings_mod.MODULE) != bindings_mod.MODULE
+            ):
+                found.add(name)
+        return found
 
     def _failure(self, exc: BaseException, layers: list[str]) -> Result:
         tb, line = _short_traceback(exc)
@@ -338,21 +365,45 @@ class Runner:
             kind, msg = "forbidden", f"{where}{_exc_line(exc)} (not permitted in the sandbox)"
         else:
             kind, msg = "exception", f"{where}{_exc_line(exc)}"
+            lost = (
+                self.lost.get(getattr(exc, "name", None) or "")
+                if isinstance(exc, NameError)
+                else None
+            )
+            if lost:
+                msg += f" (it was not restored from the previous step: {lost})"
         del exc
         return self._result(False, error=msg, kind=kind, tb=tb, layers=layers)
 
     def _success(self, value: Any, req: Request, layers: list[str]) -> Result:
+        native = True
+        try:
+            size = len(protocol.encode_bounded(value))
+        except RecursionError:
+            return self._result(
+                False,
+                kind="exception",
+                layers=layers,
+                error=f"the value of the last expression is nested too deeply to return (lists "
+                f"and dicts may nest at most {protocol.MAX_DEPTH} levels); return a summary",
+            )
+        except Exception:  # not msgpack-native (an object, an int past 64 bits): its repr
+            native, size = False, 0
         try:
             value_repr = repr(value)
-        except BaseException as exc:  # a broken __repr__, or a 10**6-deep structure
+        except (ValueError, RecursionError) as exc:  # an int past the int-string limit, say
+            return self._result(
+                False,
+                kind="exception",
+                layers=layers,
+                error=f"the value of the last expression cannot be shown: {_exc_line(exc)}",
+            )
+        except BaseException as exc:  # a broken __repr__ of the code's own class
             value_repr = f"<unrepresentable: {_exc_line(exc)}>"
         if len(value_repr) > self.limits.max_output:
             value_repr = value_repr[: self.limits.max_output] + "..."
-        native = True
-        try:
-            size = len(protocol.encode(value))
-        except Exception:  # not msgpack-native (incl. ints beyond 64 bits): send the repr
-            native, value, size = False, None, 0
+        if not native:
+            value = None
         if size > protocol.MAX_FRAME // 2:
             return self._result(
                 False,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 import builtins
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 ALLOWED_MODULES: tuple[str, ...] = (
@@ -32,15 +32,48 @@ ALLOWED_MODULES: tuple[str, ...] = (
     "json",
     "math",
     "operator",
+    "queue",
     "random",
     "re",
+    "stat",
     "statistics",
     "string",
     "textwrap",
+    "time",
     "typing",
     "unicodedata",
 )
-"""Modules sandboxed code may import. All are preloaded in the zygote."""
+"""Modules sandboxed code may import by default. All are preloaded in the zygote."""
+
+OPTIONAL_MODULES: tuple[str, ...] = (
+    "abc",
+    "array",
+    "binascii",
+    "cmath",
+    "colorsys",
+    "contextlib",
+    "csv",
+    "difflib",
+    "graphlib",
+    "hashlib",
+    "hmac",
+    "html",
+    "io",
+    "ipaddress",
+    "numbers",
+    "pprint",
+    "secrets",
+    "struct",
+    "uuid",
+    "weakref",
+    "zlib",
+)
+"""Standard-library modules the zygote also preloads, which an agent may add to its allowlist
+(``sandbox_modules`` in its config, ``modules=`` of :func:`legion.sandbox.evaluate`). Nothing
+else can be added: a module must be imported before the child is hardened (imports read files,
+which the kernel layers refuse), and these are the ones known to import cleanly there."""
+
+PRELOADED_MODULES: tuple[str, ...] = ALLOWED_MODULES + OPTIONAL_MODULES
 
 HIDDEN_MODULES: tuple[str, ...] = (
     "_strptime",
@@ -70,6 +103,9 @@ HIDDEN_MODULES: tuple[str, ...] = (
     "reprlib",
     "traceback",
     "_pydatetime",
+    "__future__",
+    "html.entities",
+    "html.parser",
 )
 """Helpers that allowed modules import lazily (``datetime.strptime`` imports ``_strptime``,
 ``str.encode('idna')`` imports ``encodings.idna``). They are preloaded because imports are
@@ -143,10 +179,28 @@ SAFE_DUNDERS = frozenset(
         "__contains__",
         "__getitem__",
         "__setitem__",
+        "__delitem__",
         "__post_init__",
+        "__annotations__",
+        "__module__",
+        "__members__",
+        "__wrapped__",
+        "__call__",
+        "__bool__",
+        "__ne__",
+        "__class__",
+        "__new__",
+        "__init_subclass__",
+        "__set_name__",
     ]
 )
-"""Dunder attributes ordinary class code uses (``super().__init__``, ``type(x).__name__``)."""
+"""Dunder attributes ordinary class code uses (``super().__init__``, ``type(x).__name__``,
+``P.__annotations__``, ``Color.__members__``). ``x.__class__`` is ``type(x)``, an allowed
+builtin, so refusing it would protect nothing; the walks that follow (``__subclasses__``,
+``__globals__``, ``__dict__``, ``__bases__``) stay refused."""
+
+SAFE_DUNDER_NAMES = frozenset({"__name__", "__doc__", "__slots__", "__match_args__", "__all__"})
+"""Dunder *names* ordinary code writes (``if __name__ == ...``, ``__slots__ = ...``)."""
 
 SAFE_BUILTINS = [
     "abs",
@@ -229,37 +283,100 @@ class SandboxViolation(PermissionError):
     """Raised at the call site by the audit hook, before the kernel would refuse the call."""
 
 
-def module_unavailable(name: str) -> str:
+def module_unavailable(name: str, allowed: Iterable[str] = ALLOWED_MODULES) -> str:
     return (
-        f"module '{name}' is not available in the sandbox; "
-        f"available modules: {', '.join(ALLOWED_MODULES)}"
+        f"module '{name}' is not available in the sandbox; available modules: {', '.join(allowed)}"
     )
 
 
-def _module_allowed(name: str) -> bool:
-    return name.split(".", 1)[0] in ALLOWED_MODULES
+def allowlist(extra: Iterable[str] = ()) -> tuple[str, ...]:
+    """The default allowlist plus ``extra`` modules, each of which must be in
+    :data:`OPTIONAL_MODULES` (or already allowed); raises ``ValueError`` naming the module."""
+    if isinstance(extra, str):
+        raise ValueError(f"sandbox modules must be a list of module names, got {extra!r}")
+    names = list(ALLOWED_MODULES)
+    for name in extra:
+        if not isinstance(name, str):
+            raise ValueError(f"sandbox modules must be module names (str), got {name!r}")
+        if name in names:
+            continue
+        if name not in OPTIONAL_MODULES:
+            raise ValueError(
+                f"module {name!r} cannot be added to the sandbox: the zygote preloads only "
+                f"modules known to import safely before hardening; ones you may add: "
+                f"{', '.join(OPTIONAL_MODULES)}"
+            )
+        names.append(name)
+    return tuple(names)
+
+
+def _module_allowed(name: str, allowed: Iterable[str]) -> bool:
+    return name.split(".", 1)[0] in allowed
 
 
 def _check_name(name: str, node: ast.AST) -> None:
     line = getattr(node, "lineno", None)
     if name in FORBIDDEN_NAMES:
         raise GuardError(f"{name} is not permitted in the sandbox", line)
-    if name.startswith("_") and name != "_":
-        raise GuardError(f"names starting with '_' are not allowed in the sandbox: {name}", line)
+    if name.startswith("__") and name.endswith("__") and name not in SAFE_DUNDER_NAMES:
+        raise GuardError(f"dunder names are not allowed in the sandbox: {name}", line)
 
 
-def check(tree: ast.AST) -> None:
-    """Refuse imports outside the allowlist, forbidden builtins, ``_``-prefixed names and
-    attributes, and frame/code/traceback introspection. Raises :class:`GuardError`."""
+def _check_imported_name(name: str, node: ast.AST) -> None:
+    _check_name(name, node)
+    if name.startswith("_"):
+        raise GuardError(
+            f"private names of other modules are not available in the sandbox: {name}",
+            getattr(node, "lineno", None),
+        )
+
+
+def _root_name(node: ast.expr) -> str | None:
+    while isinstance(node, ast.Attribute):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def _imported_names(tree: ast.AST) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.asname or a.name.split(".", 1)[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            names.update(a.asname or a.name for a in node.names)
+    return names
+
+
+def check(
+    tree: ast.AST,
+    allowed: Iterable[str] = ALLOWED_MODULES,
+    outside: Iterable[str] = (),
+) -> None:
+    """Refuse imports outside ``allowed``, forbidden builtins, dunder names and attributes
+    (but for a few ordinary ones), private attributes of what comes from elsewhere (``outside``:
+    names bound to modules, tools and imported objects; the code's own imports are added), and
+    frame/code/traceback introspection. The code's own ``_names`` and ``self._attr`` pass.
+    Raises :class:`GuardError`."""
+    allowed = tuple(allowed)
+    foreign = set(outside) | _imported_names(tree)
+    for node in ast.walk(tree):  # aliases: `r = random`, `R = random.Random`
+        if isinstance(node, ast.Assign) and _root_name(node.value) in foreign:
+            foreign.update(t.id for t in node.targets if isinstance(t, ast.Name))
     for node in ast.walk(tree):
         line = getattr(node, "lineno", None)
         if isinstance(node, ast.Name):
             _check_name(node.id, node)
         elif isinstance(node, ast.Attribute):
             attr = node.attr
-            if attr.startswith("_") and attr not in SAFE_DUNDERS:
+            if attr.startswith("__") and attr.endswith("__"):
+                if attr not in SAFE_DUNDERS:
+                    raise GuardError(
+                        f"dunder attributes are not allowed in the sandbox: .{attr}", line
+                    )
+            elif attr.startswith("_") and _root_name(node.value) in foreign:
                 raise GuardError(
-                    f"attributes starting with '_' are not allowed in the sandbox: .{attr}",
+                    f"private attributes of modules and tools are not available in the "
+                    f"sandbox: {_root_name(node.value)}...{attr}",
                     line,
                 )
             if attr in FRAME_ATTRIBUTES:
@@ -270,19 +387,21 @@ def check(tree: ast.AST) -> None:
                 )
         elif isinstance(node, ast.Import):
             for alias in node.names:
-                if not _module_allowed(alias.name):
-                    raise GuardError(module_unavailable(alias.name), line)
+                if not _module_allowed(alias.name, allowed):
+                    raise GuardError(module_unavailable(alias.name, allowed), line)
                 if alias.asname:
                     _check_name(alias.asname, node)
         elif isinstance(node, ast.ImportFrom):
             if node.level or not node.module:
                 raise GuardError("relative imports are not available in the sandbox", line)
-            if not _module_allowed(node.module):
-                raise GuardError(module_unavailable(node.module), line)
+            if node.module == "__future__":
+                continue
+            if not _module_allowed(node.module, allowed):
+                raise GuardError(module_unavailable(node.module, allowed), line)
             for alias in node.names:
                 if alias.name == "*":
                     raise GuardError("'from ... import *' is not allowed in the sandbox", line)
-                _check_name(alias.name, node)
+                _check_imported_name(alias.name, node)
                 if alias.asname:
                     _check_name(alias.asname, node)
         elif isinstance(node, (ast.Global, ast.Nonlocal)):
@@ -292,6 +411,7 @@ def check(tree: ast.AST) -> None:
 
 def restricted_import(
     hidden: frozenset[str],
+    allowed: Iterable[str] = ALLOWED_MODULES,
 ) -> Callable[..., Any]:
     """An ``__import__`` for the sandbox's builtins.
 
@@ -300,6 +420,7 @@ def restricted_import(
     (``_strptime``), so those preloaded helpers pass too."""
     real_import = builtins.__import__
     modules = sys.modules
+    allowed = tuple(allowed)
 
     def sandbox_import(
         name: str,
@@ -308,26 +429,30 @@ def restricted_import(
         fromlist: Any = (),
         level: int = 0,
     ) -> Any:
-        if level == 0 and (_module_allowed(name) or name in hidden) and name in modules:
+        if level == 0 and (_module_allowed(name, allowed) or name in hidden) and name in modules:
             return real_import(name, globals, locals, fromlist, level)
-        if level == 0 and _module_allowed(name):
+        if level == 0 and _module_allowed(name, allowed):
             raise ModuleNotFoundError(
                 f"module '{name}' is not preloaded in the sandbox and cannot be imported there",
                 name=name,
             )
-        raise ModuleNotFoundError(module_unavailable(name), name=name)
+        raise ModuleNotFoundError(module_unavailable(name, allowed), name=name)
 
     return sandbox_import
 
 
-def safe_builtins(print_fn: Callable[..., None], hidden: frozenset[str]) -> dict[str, Any]:
+def safe_builtins(
+    print_fn: Callable[..., None],
+    hidden: frozenset[str],
+    allowed: Iterable[str] = ALLOWED_MODULES,
+) -> dict[str, Any]:
     table: dict[str, Any] = {name: getattr(builtins, name) for name in SAFE_BUILTINS}
     for name, value in vars(builtins).items():
         if isinstance(value, type) and issubclass(value, BaseException):
             table[name] = value
     table["print"] = print_fn
     table["__build_class__"] = builtins.__build_class__
-    table["__import__"] = restricted_import(hidden)
+    table["__import__"] = restricted_import(hidden, allowed)
     table["__name__"] = "builtins"
     return table
 

@@ -46,7 +46,9 @@ class Evaluation:
     * ``traceback``: a short traceback whose line numbers are those of the code as written.
     * ``variables``: variable name -> short repr, after this evaluation.
     * ``bindings``: pass to the next evaluation; after a failure it is the previous bindings.
-    * ``dropped``: variables that could not be carried over (e.g. lambdas, generators).
+    * ``dropped``: variables that could not be carried over (a generator, a value too large or
+      nested too deeply, one the restore could not bring back); ``dropped_reasons`` says why,
+      by name. They are not in ``variables`` nor in ``bindings.names``.
     * ``layers``: the protection layers that were active in the child.
     """
 
@@ -60,5 +62,6 @@ class Evaluation:
     variables: dict[str, str] = field(default_factory=dict)
     bindings: Bindings | None = None
     dropped: tuple[str, ...] = ()
+    dropped_reasons: dict[str, str] = field(default_factory=dict)
     layers: tuple[str, ...] = ()
     duration: float = 0.0

@@ -7,8 +7,11 @@ The parent decodes child frames with a typed decoder and a size cap; it never un
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 import msgspec
@@ -18,6 +21,10 @@ MAX_FRAME = 16 * 1024 * 1024
 """Largest frame the parent accepts from a child (16 MiB); a bigger one kills the child."""
 MAX_TOOL_CALLS = 1000
 """Tool calls allowed per evaluation; the next one is a protocol violation."""
+MAX_DEPTH = 200
+"""Deepest nesting of lists/dicts a value may have to cross between the sandbox and its parent
+(tool arguments, tool results, an evaluation's value). Deeper values are refused where they are
+encoded, with this number in the message, so no decoder ever recurses past its stack."""
 
 FD_IN_CHILD = 3
 """The child reads requests and tool replies here."""
@@ -87,6 +94,7 @@ class Request(msgspec.Struct, tag=True, frozen=True, array_like=True):
     tools: dict[str, list[str]]
     bindings: bytes | None = None
     snapshot: bool = True
+    modules: tuple[str, ...] = ()  # the allowlist for this evaluation (empty: the default one)
 
 
 class Reply(msgspec.Struct, tag=True, frozen=True, array_like=True):
@@ -120,7 +128,7 @@ class Result(msgspec.Struct, tag=True, frozen=True, array_like=True):
     traceback: str
     variables: dict[str, str]
     bindings: bytes | None
-    dropped: list[str]
+    dropped: dict[str, str]  # name -> why it could not be kept
     layers: list[str]
 
 
@@ -141,6 +149,66 @@ def frame(msg: Any) -> bytes:
     """Encode one message as a length-prefixed frame."""
     body = _encoder.encode(msg)
     return FRAME_HEADER.pack(len(body)) + body
+
+
+LIMIT_BOUNDS_NESTING = sys.version_info < (3, 12)
+"""On 3.11 the recursion limit also bounds C code such as msgspec's encoder and decoder (3.12
+gave C recursion a counter of its own), which makes :func:`depth_bound` free."""
+
+
+@contextlib.contextmanager
+def depth_bound(depth: int = MAX_DEPTH) -> Iterator[None]:
+    """Within the block, encoding or decoding a value nested deeper than about ``depth`` levels
+    raises ``RecursionError`` (on 3.11; a no-op where :data:`LIMIT_BOUNDS_NESTING` is false).
+    Child side only: it lowers the interpreter's recursion limit, which is process-wide, and
+    the child has no other thread.
+
+    msgspec counts nesting against that limit, so setting it to the current stack depth plus
+    ``depth`` bounds the value at no cost per element, and whatever decodes the bytes on the
+    other side needs at most ``depth`` levels of its own stack."""
+    if not LIMIT_BOUNDS_NESTING:
+        yield
+        return
+    frame_: Any = sys._getframe()
+    here = 0
+    while frame_ is not None:
+        here += 1
+        frame_ = frame_.f_back
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(here + depth)
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)
+
+
+def encode_bounded(msg: Any, depth: int = MAX_DEPTH) -> bytes:
+    """Encode ``msg``; ``RecursionError`` past about ``depth`` levels (child side, see
+    :func:`depth_bound`; where that is a no-op, the value is walked instead)."""
+    if not LIMIT_BOUNDS_NESTING and nesting_exceeds(msg, depth):
+        raise RecursionError(f"value nested deeper than {depth} levels")
+    with depth_bound(depth):
+        return _encoder.encode(msg)
+
+
+def nesting_exceeds(value: Any, depth: int) -> bool:
+    """True if ``value`` nests lists, tuples, sets, dicts or Structs deeper than ``depth``
+    (iterative: safe on values of any depth)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, msgspec.Struct):
+            children: Any = msgspec.structs.astuple(item)
+        elif isinstance(item, dict):
+            children = [*item.keys(), *item.values()]
+        elif isinstance(item, list | tuple | set | frozenset):
+            children = item
+        else:
+            continue
+        if level > depth:
+            return True
+        stack.extend((child, level + 1) for child in children)
+    return False
 
 
 zygote_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(ZygoteMessage)

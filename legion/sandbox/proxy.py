@@ -27,8 +27,13 @@ def _short_name(obj: Any) -> str:
 
 
 def _functions(name: str, obj: Any) -> dict[str, Callable[..., Any]]:
-    """The public callables of a tool: a class (its methods; an instance is made on first need
-    for plain methods), an instance (its bound methods) or a module (functions defined in it)."""
+    """The public callables of a tool: a module (functions defined in it), a class (its methods;
+    an instance is made on first need for plain methods), an instance (the methods of its class,
+    bound to it) or a ``SimpleNamespace`` (an explicit table: each attribute is one function).
+
+    Only methods defined on the class count (its own and those inherited from user classes, not
+    ``legion.Tool``'s), never instance attributes that happen to be callable: what the
+    sandbox may call is decided by the code of the tool, not by its state."""
     found: dict[str, Callable[..., Any]] = {}
     if isinstance(obj, types.ModuleType):
         for attr, value in vars(obj).items():
@@ -39,6 +44,8 @@ def _functions(name: str, obj: Any) -> dict[str, Callable[..., Any]]:
                 and not isinstance(value, type)
             ):
                 found[attr] = value
+    elif isinstance(obj, types.SimpleNamespace):
+        found = {a: v for a, v in vars(obj).items() if not a.startswith("_") and callable(v)}
     elif isinstance(obj, type):
         instance: list[Any] = []
 
@@ -50,25 +57,42 @@ def _functions(name: str, obj: Any) -> dict[str, Callable[..., Any]]:
 
             return call
 
-        for attr in dir(obj):
-            if attr.startswith("_"):
-                continue
-            static = inspect.getattr_static(obj, attr)
+        for attr, static in _class_methods(obj).items():
             if isinstance(static, (staticmethod, classmethod)):
                 found[attr] = getattr(obj, attr)
-            elif inspect.isfunction(static):
+            else:
                 target = bound(attr)
                 if inspect.iscoroutinefunction(static):
                     target = _async_bound(target)
                 found[attr] = target
     else:
-        for attr in dir(obj):
-            if not attr.startswith("_"):
-                value = getattr(obj, attr)
-                if callable(value) and not isinstance(value, type):
-                    found[attr] = value
+        cls = type(obj)
+        for attr, static in _class_methods(cls).items():
+            if isinstance(static, staticmethod):
+                found[attr] = static.__func__
+            elif isinstance(static, classmethod):
+                found[attr] = types.MethodType(static.__func__, cls)
+            else:
+                found[attr] = types.MethodType(static, obj)
     if not found:
         raise ToolConfigError(f"tool {name!r} has no public functions to expose in the sandbox")
+    return found
+
+
+def _class_methods(cls: type) -> dict[str, Any]:
+    """Public functions, static and class methods defined on ``cls`` and its bases (the first
+    definition in the MRO wins), leaving out ``object`` and ``legion.Tool``."""
+    found: dict[str, Any] = {}
+    seen: set[str] = set()
+    for klass in cls.__mro__:
+        if klass is object or (klass.__module__, klass.__qualname__) == ("legion.tool", "Tool"):
+            continue
+        for attr, value in vars(klass).items():
+            if attr.startswith("_") or attr in seen:
+                continue
+            seen.add(attr)
+            if isinstance(value, (staticmethod, classmethod)) or inspect.isfunction(value):
+                found[attr] = value
     return found
 
 
@@ -141,17 +165,39 @@ class _Link:
     def call(self, tool: str, fn: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         self.calls += 1
         try:
-            data = protocol.frame(protocol.Call(self.calls, tool, fn, list(args), kwargs))
+            body = protocol.encode_bounded(protocol.Call(self.calls, tool, fn, list(args), kwargs))
+        except RecursionError:
+            raise ValueError(
+                f"arguments of {tool}.{fn} are nested too deeply: lists and dicts passed to a "
+                f"tool may nest at most {protocol.MAX_DEPTH} levels"
+            ) from None
+        except OverflowError:
+            raise ValueError(
+                f"arguments of {tool}.{fn} hold an int outside the 64-bit range; pass it as a "
+                "str (str(n)) or split it"
+            ) from None
         except (TypeError, ValueError) as exc:
             raise TypeError(
                 f"arguments of {tool}.{fn} must be plain values (str, int, float, bool, None, "
                 f"bytes, list, dict, ...): {exc}"
             ) from None
-        protocol.write_all(self.fd_out, data)
-        body = protocol.read_frame(self.fd_in)
-        if body is None:
+        if len(body) > protocol.MAX_FRAME // 2:
+            raise ValueError(
+                f"arguments of {tool}.{fn} are too large ({len(body) >> 20} MiB; a tool call "
+                f"carries at most {protocol.MAX_FRAME >> 21} MiB)"
+            )
+        protocol.write_all(self.fd_out, protocol.FRAME_HEADER.pack(len(body)) + body)
+        answer = protocol.read_frame(self.fd_in)
+        if answer is None:
             raise ToolError(f"{tool}.{fn}: the connection to the tool was lost")
-        reply = protocol.parent_decoder.decode(body)
+        try:
+            with protocol.depth_bound():
+                reply = protocol.parent_decoder.decode(answer)
+        except RecursionError:
+            raise ToolError(
+                f"{tool}.{fn} returned a value nested too deeply for the sandbox (lists and "
+                f"dicts may nest at most {protocol.MAX_DEPTH} levels)"
+            ) from None
         if not isinstance(reply, protocol.Reply) or reply.id != self.calls:
             raise ToolError(f"{tool}.{fn}: unexpected reply from the parent")
         if not reply.ok:
@@ -188,7 +234,8 @@ class ToolStub:
         if fn in self._fns:
             return ToolFunction(self._link, self._name, fn)
         raise AttributeError(
-            f"tool {self._name} has no function {fn!r}; available: {', '.join(sorted(self._fns))}"
+            f"tool {self._name} has no function {fn!r} (only methods defined on the tool's class "
+            f"can be called); available: {', '.join(sorted(self._fns))}"
         )
 
     def __dir__(self) -> list[str]:

@@ -443,6 +443,11 @@ class Child:
                         return protocol.child_decoder.decode(body)
                     except msgspec.MsgspecError as exc:
                         raise _Violation(f"protocol violation by the sandbox: {exc}") from None
+                    except RecursionError:  # a child that ignored MAX_DEPTH
+                        raise _Violation(
+                            "the sandbox sent a value nested too deeply to decode (the limit "
+                            f"is {protocol.MAX_DEPTH} levels)"
+                        ) from None
             try:
                 chunk = os.read(self.from_child, max(65536, need - len(self.buffer)))
             except BlockingIOError:
@@ -517,25 +522,39 @@ async def _serve_call(
         else:
             value = await caller(fn, call.args, call.kwargs)
         reply = Reply(call.id, True, value)
-        data_ok = True
-        try:
-            protocol.encode(reply)
-        except (TypeError, ValueError, msgspec.EncodeError):
-            data_ok = False
-        if not data_ok:
-            reply = Reply(
-                call.id,
-                False,
-                None,
-                f"{call.tool}.{call.fn} returned a value of type {type(value).__name__}, which "
-                "cannot be passed to the sandbox; tools must return plain values "
-                "(str, int, float, bool, None, bytes, list, dict, datetime)",
-            )
+        problem = _unsendable(reply)
+        if problem:
+            reply = Reply(call.id, False, None, f"{call.tool}.{call.fn} returned {problem}")
     except trio.Cancelled:
         raise
     except Exception as exc:
         reply = Reply(call.id, False, None, f"{type(exc).__name__}: {exc}")
     await child.send(reply)
+
+
+def _unsendable(reply: Reply) -> str:
+    """Why a tool's reply cannot go to the sandbox (too deep, too large, not plain data), or ""."""
+    try:
+        size = len(protocol.encode(reply))
+    except RecursionError:
+        return (
+            f"a value nested too deeply for the sandbox (lists and dicts may nest at most "
+            f"{protocol.MAX_DEPTH} levels)"
+        )
+    except OverflowError:
+        return "an int outside the 64-bit range, which cannot be passed to the sandbox"
+    except (TypeError, ValueError, msgspec.EncodeError):
+        return (
+            f"a value of type {type(reply.value).__name__}, which cannot be passed to the "
+            "sandbox; tools must return plain values (str, int, float, bool, None, bytes, list, "
+            "dict, datetime)"
+        )
+    if size > protocol.MAX_FRAME // 2:
+        return (
+            f"a value too large for the sandbox ({size >> 20} MiB; the limit is "
+            f"{protocol.MAX_FRAME >> 21} MiB)"
+        )
+    return ""
 
 
 def _from_exit(exited: Exited | None, limits: Limits) -> tuple[ErrorKind, str]:
@@ -614,7 +633,8 @@ async def exchange(
             child.kill()  # it is exiting anyway; make sure a forged Result cannot linger
         blob = result.bindings
         if result.ok and blob is not None:
-            bindings: Bindings | None = Bindings(blob, tuple(result.variables))
+            kept = tuple(n for n in result.variables if n not in result.dropped)
+            bindings: Bindings | None = Bindings(blob, kept)
         else:
             bindings = previous
         value = result.value if result.value_native else result.value_repr
@@ -629,6 +649,7 @@ async def exchange(
             variables=dict(result.variables),
             bindings=bindings,
             dropped=tuple(result.dropped),
+            dropped_reasons=dict(result.dropped),
             layers=tuple(result.layers),
             duration=duration,
         )
@@ -679,8 +700,10 @@ async def evaluate_trio(
     timeout: float,
     limits: Limits,
     caller: ToolCaller = call_tool_trio,
+    modules: tuple[str, ...] = (),
 ) -> Evaluation:
-    """One evaluation in a fresh child (the default, fork-per-evaluation mode)."""
+    """One evaluation in a fresh child (the default, fork-per-evaluation mode). ``modules`` is
+    the allowlist (from :func:`legion.sandbox.guard.allowlist`; empty: the default one)."""
     if ZYGOTE.ready is None or ZYGOTE.pid is None:
         await trio.to_thread.run_sync(ZYGOTE.ensure)
     started = time.perf_counter()
@@ -691,6 +714,7 @@ async def evaluate_trio(
             code,
             {n: sorted(f) for n, f in tools.items()},
             bindings.blob if bindings is not None else None,
+            modules=modules,
         )
         return await exchange(
             child, request, tools, limits, deadline, timeout, bindings, caller, started

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
@@ -38,9 +39,13 @@ class Session:
         max_memory: int | None = None,
         max_cpu: float = 600.0,
         max_output: int = 1_000_000,
+        modules: Iterable[str] = (),
         unsafe: bool = False,
     ) -> None:
+        from .guard import allowlist
+
         self._tools = proxy.resolve_tools(tools)
+        self._modules = allowlist(modules) if modules else ()
         self._limits = runner.make_limits(
             timeout=timeout,
             max_memory=max_memory,
@@ -83,7 +88,7 @@ class Session:
                 self._child = await runner.Child.spawn(self._limits, spares=False)
                 self.restarts += 1
             blob = self._bindings.blob if fresh and self._bindings is not None else None
-            request = Request(code, proxy.describe(self._tools), blob, snapshot)
+            request = Request(code, proxy.describe(self._tools), blob, snapshot, self._modules)
             ev = await runner.exchange(
                 self._child,
                 request,

@@ -52,7 +52,7 @@ def main(ctl_fd: int) -> NoReturn:
     from .landlock import Landlock
     from .seccomp import Installer, build_filter
 
-    for name in guard.ALLOWED_MODULES + guard.HIDDEN_MODULES:
+    for name in guard.PRELOADED_MODULES + guard.HIDDEN_MODULES:
         try:
             importlib.import_module(name)
         except ImportError:

@@ -107,8 +107,9 @@ def test_attack_huge_allocation_is_a_memory_error(target: Path) -> None:
 
 
 def test_attack_memory_creep_is_a_memory_error(target: Path) -> None:
-    ev = run("x = []\nwhile True:\n    x.append(' ' * 10**7)")
-    assert ev.error_kind == "memory"
+    # a generous timeout: on a loaded machine filling 512 MiB can take longer than run()'s 2 s
+    ev = evaluate("x = []\nwhile True:\n    x.append(' ' * 10**7)", timeout=15)
+    assert ev.error_kind == "memory", ev.error
 
 
 def test_attack_busy_loop_times_out(target: Path) -> None:
@@ -174,7 +175,7 @@ def test_attack_raising_rlimits_is_refused(target: Path) -> None:
 
 def test_attack_subclasses_walk_is_refused(target: Path) -> None:
     ev = run("[c for c in ().__class__.__base__.__subclasses__()]")
-    assert ev.error_kind == "forbidden" and "attributes starting with '_'" in ev.error
+    assert ev.error_kind == "forbidden" and "dunder attributes are not allowed" in ev.error
 
 
 def test_attack_format_string_leak_is_not_stopped_but_holds_no_secret(target: Path) -> None:
@@ -202,7 +203,7 @@ def test_attack_tool_stub_internals_are_refused(target: Path) -> None:
             return a + b
 
     ev = run("Math._fns", tools=[Math])
-    assert ev.error_kind == "forbidden" and "attributes starting with '_'" in ev.error
+    assert ev.error_kind == "forbidden" and "private attributes of modules and tools" in ev.error
 
 
 def test_attack_forged_frame_length_kills_the_child(target: Path) -> None:
@@ -230,8 +231,17 @@ def test_attack_catastrophic_regex_times_out(target: Path) -> None:
     assert ev.error_kind == "timeout"
 
 
-def test_attack_sleep_is_refused_or_times_out(target: Path) -> None:
-    ev = run("import time\ntime.sleep(100)")
-    assert ev.error_kind == "forbidden" and "module 'time' is not available" in ev.error
-    ev = evaluate("import time\ntime.sleep(100)", timeout=0.5, _guard=False)
-    assert ev.error_kind == "timeout"
+def test_attack_sleep_is_bounded_by_the_time_limit(target: Path) -> None:
+    ev = evaluate("import time\ntime.sleep(100)", timeout=0.5)
+    assert ev.error_kind == "timeout" and ev.duration < 5
+
+
+def test_attack_forged_deeply_nested_frame_is_a_clear_error(target: Path) -> None:
+    # A child that ignores MAX_DEPTH: a Call frame whose arguments nest 100,000 levels deep.
+    body = "b'\\x96\\xa4Call\\x01\\xa1T\\xa1f' + b'\\x91' * 100000 + b'\\x01\\x80'"
+    code = ESCAPE_OS + f"body = {body}\nos.write(4, len(body).to_bytes(4, 'big') + body)\n1"
+    ev = run(code)
+    assert ev.error_kind == "crashed"
+    assert ev.error == (
+        "the sandbox sent a value nested too deeply to decode (the limit is 200 levels)"
+    )

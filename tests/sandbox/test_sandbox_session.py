@@ -76,3 +76,16 @@ async def test_fork_mode_still_works_beside_a_session() -> None:
         await session.aevaluate("x = 1")
         assert (await aevaluate("3")).value == 3
         assert (await session.aevaluate("x")).value == 1
+
+
+def test_a_session_restarts_from_its_snapshot_with_classes_and_closures() -> None:
+    with Session(timeout=2) as s:
+        code = (
+            "import enum\nclass Mode(enum.Enum):\n    ON = 1\n"
+            "def make(k):\n    return lambda x: x * k\ntriple = make(3)\nmode = Mode.ON"
+        )
+        assert s.evaluate(code, snapshot=True).ok
+        assert s.evaluate("while True:\n    pass").error_kind == "timeout"
+        ev = s.evaluate("(mode.name, triple(14))")
+        assert ev.ok and ev.value == ["ON", 42], ev.error
+        assert s.restarts == 2

@@ -91,8 +91,9 @@ def test_non_plain_argument_is_a_clear_error() -> None:
 def test_unknown_function_is_an_attribute_error() -> None:
     ev = evaluate("Weather.delete_everything()", tools=[Weather])
     assert ev.error == (
-        "line 1: AttributeError: tool Weather has no function 'delete_everything'; "
-        "available: celsius, fail, forecast, weird"
+        "line 1: AttributeError: tool Weather has no function 'delete_everything' (only "
+        "methods defined on the tool's class can be called); available: celsius, fail, "
+        "forecast, weird"
     )
 
 
@@ -131,3 +132,115 @@ def test_bad_tool_names_are_refused() -> None:
         resolve_tools({"_hidden": Weather})
     with pytest.raises(ToolConfigError, match="no public functions"):
         resolve_tools({"Empty": object()})
+
+
+class Base:
+    def inherited(self) -> str:
+        return "from the base"
+
+
+class Stateful(Base):
+    """Holds callables as state; only its methods are tool functions."""
+
+    def __init__(self) -> None:
+        self.wipe = lambda: "wiped"  # an attribute that happens to be callable
+        self.method = lambda: "shadowed"  # shadows the method of the same name
+
+    def method(self) -> str:
+        return "the method"
+
+    @classmethod
+    def kind(cls) -> str:
+        return cls.__name__
+
+    @staticmethod
+    def twice(x: int) -> int:
+        return 2 * x
+
+
+def test_an_instance_exposes_its_class_methods_never_callable_attributes() -> None:
+    table = resolve_tools({"S": Stateful()})
+    assert sorted(table["S"]) == ["inherited", "kind", "method", "twice"]
+    ev = evaluate("(S.method(), S.inherited(), S.kind(), S.twice(21))", tools={"S": Stateful()})
+    assert ev.value == ["the method", "from the base", "Stateful", 42], ev.error
+    ev = evaluate("S.wipe()", tools={"S": Stateful()})
+    assert ev.error_kind == "exception"
+    assert "tool S has no function 'wipe' (only methods defined on the tool's class" in ev.error
+
+
+def test_legion_tool_internals_are_not_exposed() -> None:
+    import legion
+
+    class Mine(legion.Tool):
+        def go(self) -> int:
+            return 1
+
+    assert sorted(resolve_tools({"M": Mine()})["M"]) == ["go"]
+    assert sorted(resolve_tools([Mine])["Mine"]) == ["go"]
+
+
+class Awkward:
+    def echo(self, value: object) -> str:
+        return type(value).__name__
+
+    def deep(self) -> object:
+        value: list[object] = []
+        for _ in range(100_000):
+            value = [value]
+        return value
+
+    def big(self) -> int:
+        return 10**5000
+
+    def huge(self) -> str:
+        return "x" * (12 * 1024 * 1024)
+
+
+DEEP = "v = []\nfor _ in range(100000):\n    v = [v]\n"
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        (DEEP + "Awkward.echo(v)", "line 4: ValueError: arguments of Awkward.echo are nested too"),
+        ("Awkward.echo(10 ** 5000)", "line 1: ValueError: arguments of Awkward.echo hold an int"),
+        ("Awkward.echo('x' * (12 << 20))", "arguments of Awkward.echo are too large (12 MiB"),
+        ("Awkward.deep()", "ToolError: Awkward.deep returned a value nested too deeply"),
+        ("Awkward.big()", "ToolError: Awkward.big returned an int outside the 64-bit range"),
+        ("Awkward.huge()", "ToolError: Awkward.huge returned a value too large for the sandbox"),
+        (DEEP + "v", "the value of the last expression is nested too deeply to return"),
+        ("10 ** 5000", "the value of the last expression cannot be shown: ValueError"),
+    ],
+)
+def test_deep_or_huge_values_are_a_clear_error_and_the_code_can_go_on(
+    code: str, message: str
+) -> None:
+    ev = evaluate(code, tools=[Awkward], timeout=20)
+    assert ev.error_kind == "exception" and message in ev.error, ev.error
+    assert evaluate("Awkward.echo([[1]])", tools=[Awkward]).value == "list"
+
+
+def test_a_value_just_within_the_depth_limit_crosses() -> None:
+    code = "v = 1\nfor _ in range(150):\n    v = [v]\nAwkward.echo(v)"
+    assert evaluate(code, tools=[Awkward]).value == "list"
+
+
+def test_where_the_recursion_limit_does_not_bound_c_code_the_value_is_walked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Python 3.12+ counts C recursion apart: the same values are refused by walking them (the
+    3.11 strategy, which lowers the recursion limit, runs in the child in the tests above)."""
+    from legion.sandbox import protocol
+
+    monkeypatch.setattr(protocol, "LIMIT_BOUNDS_NESTING", False)
+
+    def nested(levels: int) -> object:
+        value: object = 1
+        for _ in range(levels):
+            value = [value] if levels % 2 else {"k": value}
+        return value
+
+    assert protocol.encode_bounded(protocol.Call(1, "T", "f", [nested(150)], {}))
+    for levels in (250, 251, 100_000):
+        with pytest.raises(RecursionError):
+            protocol.encode_bounded(protocol.Call(1, "T", "f", [nested(levels)], {}))
