@@ -209,7 +209,6 @@ class Agent(Server):
             evaluate=self._evaluate,
             agent_name=cls.__qualname__,
             on_step=self._observe if self.observer is not None else None,
-            check_result=_unsendable,
         )
         self._send, self._inbox = trio.open_memory_channel[Any](math.inf)
         trio.lowlevel.spawn_system_task(
@@ -253,7 +252,7 @@ class Agent(Server):
                     done = {"type": "legion.turn_done", "status": status, "value": value}
                     self._notify({**done, "error": error})
                 if from_ is not None:
-                    self._reply_turn(from_, status, value, error)
+                    api.reply(from_, self._envelope(status, value, error))
         except BaseException as exc:
             worker = process.current()
             assert worker is not None
@@ -290,15 +289,6 @@ class Agent(Server):
         if status == "ok" and value is not None and isinstance(schema, type):
             path = f"{schema.__module__}:{schema.__qualname__}"
         return {TURN_KEY: [status, value, path, error]}
-
-    def _reply_turn(self, from_: From, status: str, value: Any, error: str | None) -> None:
-        """Answer the caller; a value the wire cannot carry (an int past 64 bits, a type
-        msgpack does not know) becomes a cancel naming it, never a crash of the agent."""
-        try:
-            api.reply(from_, self._envelope(status, value, error))
-        except (TypeError, OverflowError, ValueError, RecursionError) as exc:
-            problem = f"the turn's value cannot be sent to the caller: {type(exc).__name__}: {exc}"
-            api.reply(from_, self._envelope("cancel", "unsendable_result", problem[:2000]))
 
     async def _ask(self, messages: list[dict[str, Any]], meta: dict[str, Any]) -> Any:
         cfg = self.settings_config
@@ -481,21 +471,6 @@ class Agent(Server):
             runner.SPARES.clear()  # a shared one only loses this process's handle
             runner.ZYGOTE.stop()
         return None
-
-
-def _unsendable(value: Any) -> str | None:
-    """Why the caller could not receive `value` (the loop feeds this back), or None."""
-    from .supervisor import wire
-
-    try:
-        wire.encode_term(value)
-    except (TypeError, OverflowError, ValueError, RecursionError) as exc:
-        return (
-            f"the result cannot be sent to the caller: {type(exc).__name__}: {exc}. Return "
-            "plain data (str, bool, float, an int within 64 bits, list, dict); a big number "
-            "as a string"
-        )
-    return None
 
 
 def _off_loop(fn: Callable[..., Any]) -> Callable[..., Any]:

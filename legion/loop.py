@@ -134,7 +134,7 @@ def _names_within(variables: Sequence[str], room: float) -> str:
         item = f"`{name}`"
         cost = len(item.encode("utf-8", "replace")) + (2 if shown else 0)
         if used + cost > room:
-            break
+            continue  # a shorter name further on may still fit
         shown.append(item)
         used += cost
     rest = len(variables) - len(shown)
@@ -203,8 +203,6 @@ class TurnSettings:
     evaluate: Callable[[str, Any], Awaitable[Any]]
     agent_name: str = "Agent"
     on_step: Callable[[dict[str, Any]], Any] | None = None
-    check_result: Callable[[Any], str | None] | None = None
-    """What is wrong with a turn's value (one the caller could not receive), or None."""
 
 
 class _Failure(Exception):
@@ -309,12 +307,6 @@ def _failed(error: str, limit: float) -> _Failure:
     return _Failure(eval_failure(error, math.inf), error)
 
 
-def _check_result(s: TurnSettings, value: Any, limit: float) -> None:
-    problem = s.check_result(value) if s.check_result is not None else None
-    if problem is not None:
-        raise _failed(problem, limit)
-
-
 async def _step(
     conv: Conversation, s: TurnSettings, iteration: int, bindings: Any, step: dict[str, Any]
 ) -> tuple[str, Any, Any]:
@@ -350,7 +342,6 @@ async def _step(
         ok, value = validate_result(obj["result"], s.output_schema)
         if not ok:
             raise _failed(value, limit)
-        _check_result(s, value, limit)
         return "return", value, None
     code = obj.get("code")
     if action in EVAL_ACTIONS and isinstance(code, str) and code != "":  # only "" is no code
@@ -374,8 +365,6 @@ async def _step(
             ok, value = validate_result(ev.value, s.output_schema)
             if not ok:
                 raise _failed(value, limit)
-        if action == "eval_and_complete":
-            _check_result(s, value, limit)
         # Listed only where they will exist at the next step: after a complete, next turn.
         listed = scope == "conversation" or (scope == "turn" and action == "eval_and_continue")
         names: Sequence[str] = ev.bindings.names if listed and ev.bindings is not None else ()
