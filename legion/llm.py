@@ -234,10 +234,10 @@ def classify(exc: BaseException, model: str = "") -> LLMError | ProviderError:
     Transient (`LLMError(transient=True)`): a network failure or timeout anywhere in the cause
     chain, a rate limit, or an HTTP status litellm itself retries (408, 409, 429, 5xx). Fatal
     (`ProviderError`): authentication, permission, not found, bad request (litellm's classes
-    and their subclasses), another 4xx, or an error raised before any HTTP exchange (missing
-    credentials, an unknown provider string: litellm reports these as 500 or as
-    `APIConnectionError`, but only their cause tells). Classes are matched by name along the
-    MRO, so this needs neither litellm nor openai imported.
+    and their subclasses), another 4xx, an error raised before any HTTP exchange (missing
+    credentials, an unknown provider string: litellm reports these as a 500 or an
+    `APIConnectionError`, only their cause tells), and anything else unknown. Classes are
+    matched by name along the MRO, so this needs neither litellm nor openai imported.
     """
     chain = _causes(exc)
     message = _provider_message(exc)
@@ -250,11 +250,9 @@ def classify(exc: BaseException, model: str = "") -> LLMError | ProviderError:
     if names & _FATAL_NAMES:
         return ProviderError(_with_hint(message, names, model))
     status = getattr(exc, "status_code", None)
-    answered = any(_names(link) & {"APIStatusError", "HTTPStatusError"} for link in chain)
-    if answered and isinstance(status, int):
-        if status in (408, 409, 429) or status >= 500:
-            return LLMError(message, transient=True, retry_after=retry_after)
-        return ProviderError(_with_hint(message, names, model))
+    retried_status = isinstance(status, int) and (status in (408, 409, 429) or status >= 500)
+    if retried_status and not _raised_locally(chain):
+        return LLMError(message, transient=True, retry_after=retry_after)
     return ProviderError(_with_hint(message, names, model))
 
 
@@ -265,6 +263,17 @@ def _causes(exc: BaseException) -> list[BaseException]:
         chain.append(link)
         link = link.__cause__ or link.__context__
     return chain
+
+
+def _raised_locally(chain: list[BaseException]) -> bool:
+    """Did the failure start before any HTTP exchange? litellm wraps a client that could not
+    even be built (no API key) as a 500, so the status alone would say "retry"."""
+    if len(chain) < 2:
+        return False
+    root = type(chain[-1])
+    if root.__module__ == "openai" and root.__name__ == "OpenAIError":  # the client's own check
+        return True
+    return root.__module__ == "builtins" and not issubclass(root, OSError)
 
 
 def _names(exc: BaseException) -> set[str]:
