@@ -346,6 +346,8 @@ def parse_object(text: str | bytes, what: str = "LLM response") -> Any:
     bounded by `check_bounds`."""
     import msgspec
 
+    if not isinstance(text, str | bytes):
+        raise LLMError(f"{what} is not JSON text but {type(text).__name__}")
     try:
         obj = msgspec.json.decode(text)
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, ValueError) as exc:
@@ -380,7 +382,7 @@ def _extract(response: Any) -> Any:
     """The action object: the message's JSON content, else a `structured_output` tool call."""
     try:
         message = response.choices[0].message
-    except (AttributeError, IndexError) as exc:
+    except (AttributeError, IndexError, TypeError, KeyError) as exc:
         raise LLMError("LLM response contained no structured object") from exc
     content = getattr(message, "content", None)
     if content:

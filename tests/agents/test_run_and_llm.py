@@ -133,6 +133,11 @@ def test_the_action_object_is_read_from_content_or_a_structured_output_tool_call
         _extract(response(NS(content=None, tool_calls=[])))
     with pytest.raises(LLMError, match="not valid JSON"):
         _extract(response(NS(content="{not json", tool_calls=None)))
+    odd_call = NS(function=NS(name="structured_output", arguments=None))
+    with pytest.raises(LLMError, match="LLM tool call is not JSON text but NoneType"):
+        _extract(response(NS(content=None, tool_calls=[odd_call])))
+    with pytest.raises(LLMError, match="no structured object"):
+        _extract(NS(choices=None))
 
 
 BAD_AGENTS = '''
