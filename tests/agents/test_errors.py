@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import pickle
 from typing import Any
 
 import pytest
@@ -95,6 +96,16 @@ def test_a_cancel_without_failures_carries_no_error() -> None:
     assert info.value.reason == "reached_max_iterations"
     assert info.value.error is None
     assert str(info.value) == "the agent cancelled the turn: reached_max_iterations"
+
+
+def test_a_cancel_survives_pickling_with_its_reason_and_error() -> None:
+    cancelled = legion.AgentCancelled("reached_max_retries", "ValueError: bad\n\ntraceback")
+    copy = pickle.loads(pickle.dumps(cancelled))
+    assert (copy.reason, copy.error, str(copy)) == (
+        "reached_max_retries",
+        "ValueError: bad\n\ntraceback",
+        "the agent cancelled the turn: reached_max_retries (last error: ValueError: bad)",
+    )
 
 
 # -- backoff, on trio's mock clock ----------------------------------------------------------------
