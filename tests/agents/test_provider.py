@@ -27,10 +27,10 @@ pytestmark = pytest.mark.slow
 class FakeProvider:
     """An OpenAI-compatible `/v1/chat/completions` that answers from a script, in order:
     an int is an error status (with the provider's JSON error body), a str is the content of
-    a successful completion. Every request's JSON body is kept."""
+    a successful completion, bytes are a whole 200 body. Every request's JSON body is kept."""
 
     def __init__(self) -> None:
-        self.script: list[int | str] = []
+        self.script: list[int | str | bytes] = []
         self.requests: list[dict[str, Any]] = []
         self.retry_after: str | None = None
         provider = self
@@ -40,28 +40,7 @@ class FakeProvider:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 provider.requests.append(json.loads(body))
                 step = provider.script.pop(0) if provider.script else 500
-                if isinstance(step, int):
-                    status = step
-                    payload: dict[str, Any] = {
-                        "error": {"message": f"fake says {step}", "type": "fake", "code": step}
-                    }
-                else:
-                    status = 200
-                    payload = {
-                        "id": "chatcmpl-fake",
-                        "object": "chat.completion",
-                        "created": 0,
-                        "model": "fake-model",
-                        "choices": [
-                            {
-                                "index": 0,
-                                "message": {"role": "assistant", "content": step},
-                                "finish_reason": "stop",
-                            }
-                        ],
-                        "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
-                    }
-                data = json.dumps(payload).encode()
+                status, data = (200, step) if isinstance(step, bytes) else _answer(step)
                 self.send_response(status)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(data)))
@@ -82,6 +61,25 @@ class FakeProvider:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join()
+
+
+def _answer(step: int | str) -> tuple[int, bytes]:
+    """An error status with the provider's JSON error body, or a completion whose content is
+    `step`."""
+    if isinstance(step, int):
+        error = {"message": f"fake says {step}", "type": "fake", "code": step}
+        return step, json.dumps({"error": error}).encode()
+    completion = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "fake-model",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": step}, "finish_reason": "stop"}
+        ],
+        "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
+    }
+    return 200, json.dumps(completion).encode()
 
 
 @pytest.fixture
@@ -192,6 +190,31 @@ def test_a_deep_or_huge_reply_is_an_llm_error(
     with pytest.raises(llm.LLMError, match=error) as info:
         _ask("openai:fake-model", api_base=provider.url, api_key="sk-fake")
     assert not info.value.transient
+
+
+def _body(extra: str) -> bytes:
+    start = '{"id": "x", "object": "chat.completion", "created": 0, "model": "m", "choices": ['
+    choice = (
+        '{"index": 0, "message": {"role": "assistant", "content": "{}"}, "finish_reason": "stop"}'
+    )
+    return f"{start}{choice}], {extra}}}".encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (_body('"x": ' + "[" * 100_000 + "]" * 100_000), "maximum recursion depth exceeded"),
+        (_body('"usage": {"prompt_tokens": ' + "9" * 5000 + "}"), "Exceeds the limit"),
+    ],
+    ids=["deep", "huge int"],
+)
+def test_a_deep_or_huge_provider_body_is_a_provider_error(
+    provider: FakeProvider, body: bytes, error: str
+) -> None:
+    """litellm decodes the HTTP body itself and fails; that failure, too, is a clear error."""
+    provider.script = [body]
+    with pytest.raises(llm.ProviderError, match=error):
+        _ask("openai:fake-model", api_base=provider.url, api_key="sk-fake")
 
 
 def test_an_agent_against_the_fake_provider(provider: FakeProvider) -> None:
