@@ -262,6 +262,13 @@ def test_max_sub_agents_bounds_a_fan_out_before_it_starts() -> None:
     assert "max_sub_agents=2" in feedback
 
 
+def test_long_lived_sub_agents_count_against_max_sub_agents() -> None:
+    code = "handles = [AgentTool.start_link('WorkerAgent') for _ in range(3)]"
+    with _orchestrate(code) as model:
+        legion.execute(OrchestratorAgent, "keep helpers", max_sub_agents=2)
+    assert "cannot start 1 more sub-agent(s): 2 already running" in model.requests[-1].last
+
+
 def test_max_sub_agents_per_turn_bounds_sequential_starts() -> None:
     code = "results = [AgentTool.call('WorkerAgent', str(i)) for i in range(5)]"
     with _orchestrate(code) as model:
