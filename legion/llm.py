@@ -24,6 +24,7 @@ import functools
 import math
 import os
 import re
+import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -273,7 +274,7 @@ def _raised_locally(chain: list[BaseException]) -> bool:
     root = type(chain[-1])
     if root.__module__ == "openai" and root.__name__ == "OpenAIError":  # the client's own check
         return True
-    return root.__module__ == "builtins" and not issubclass(root, OSError)
+    return root.__module__ == "builtins" and not _is_network(chain[-1])
 
 
 def _names(exc: BaseException) -> set[str]:
@@ -282,8 +283,8 @@ def _names(exc: BaseException) -> set[str]:
 
 def _is_network(exc: BaseException) -> bool:
     """A transport failure: the request may not have reached a provider that works."""
-    if isinstance(exc, OSError):  # ConnectionError, TimeoutError, socket.gaierror...
-        return True
+    if isinstance(exc, ConnectionError | TimeoutError | socket.gaierror | socket.herror):
+        return True  # not any OSError: a missing credentials file is no network failure
     module = type(exc).__module__.split(".")[0]
     names = _names(exc)
     if module in ("httpx", "httpcore") and names & {"TransportError", "TimeoutException"}:
