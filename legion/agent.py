@@ -11,6 +11,7 @@ instance when `output_schema` is a Python type), or `AgentCancelled` with the re
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import importlib
 import math
@@ -18,7 +19,7 @@ import sys
 import time
 import types
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, ClassVar
 
 from . import config as _config
@@ -36,6 +37,7 @@ from .tool import check_names, instantiate, public_functions, short_name
 __all__ = [
     "Agent",
     "AgentCancelled",
+    "TooManySubAgents",
     "aexecute",
     "aparallel",
     "apipeline",
@@ -55,12 +57,29 @@ CONTROL = "$legion.agent"
 
 
 class AgentCancelled(LegionError):
-    """A turn ended without an answer. `reason` is "reached_max_iterations" or
-    "reached_max_retries"; the agent keeps the history of the cancelled turn."""
+    """A turn ended without an answer; the agent keeps the history of the cancelled turn.
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"the agent cancelled the turn: {reason}")
+    `reason` is "reached_max_iterations", "reached_max_retries" or "provider_error" (the
+    provider refused in a way asking again cannot fix: bad key, unknown model or provider, a bad
+    request). `error` is the last error the turn saw (the provider's message, the code's
+    exception...), or None if it saw none; its first line is in the message too."""
+
+    def __init__(self, reason: str, error: str | None = None) -> None:
+        text = f"the agent cancelled the turn: {reason}"
+        if error:
+            first = error.strip().splitlines()[0] if error.strip() else error
+            text += f" (last error: {first[:500]}{'...' if len(first) > 500 else ''})"
+        super().__init__(text)
         self.reason = reason
+        self.error = error
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.reason, self.error))
+
+
+class TooManySubAgents(LegionError):
+    """An agent tried to start more sub-agents than `max_sub_agents` (at once) or
+    `max_sub_agents_per_turn` allow; raised in the agent's code, so the model sees it."""
 
 
 class Agent(Server):
@@ -150,6 +169,8 @@ class Agent(Server):
         self.owner: Pid | None = arg.get("owner")
         self.settings_config: dict[str, Any] = arg["config"]
         self.children: list[Pid] = []
+        self.starting_sub_agents = 0  # spawns under way, counted against max_sub_agents
+        self.turn_sub_agents = 0  # started during the current turn
         self.questions: dict[str, Any] = {}
         cls = type(self)
         check_names(cls.tools)
@@ -215,18 +236,23 @@ class Agent(Server):
                         api.reply(from_, outcome)
                     continue
                 before = len(self.conversation.messages)
+                self.turn_sub_agents = 0
                 with telemetry.span(telemetry.MESSAGE, {"message": message}) as info:
-                    status, value = await run_turn(self.conversation, message, self.turn_settings)
+                    status, value, error = await run_turn(
+                        self.conversation, message, self.turn_settings
+                    )
                     info["outcome"] = status
                     info["iterations"] = sum(
                         1 for m in self.conversation.messages[before:] if m["role"] == "assistant"
                     )
                     if status == "cancel":
                         info["reason"] = value
+                        info["error"] = error
                 if self.observer is not None:
-                    self._notify({"type": "legion.turn_done", "status": status, "value": value})
+                    done = {"type": "legion.turn_done", "status": status, "value": value}
+                    self._notify({**done, "error": error})
                 if from_ is not None:
-                    api.reply(from_, self._envelope(status, value))
+                    api.reply(from_, self._envelope(status, value, error))
         except BaseException as exc:
             worker = process.current()
             assert worker is not None
@@ -257,12 +283,12 @@ class Agent(Server):
         except TypeError:
             api.send(self.observer, {**message, "value": repr(message.get("value"))})
 
-    def _envelope(self, status: str, value: Any) -> dict[str, Any]:
+    def _envelope(self, status: str, value: Any, error: str | None = None) -> dict[str, Any]:
         schema = type(self).output_schema
         path = None
         if status == "ok" and value is not None and isinstance(schema, type):
             path = f"{schema.__module__}:{schema.__qualname__}"
-        return {TURN_KEY: [status, value, path]}
+        return {TURN_KEY: [status, value, path, error]}
 
     async def _ask(self, messages: list[dict[str, Any]], meta: dict[str, Any]) -> Any:
         cfg = self.settings_config
@@ -290,6 +316,7 @@ class Agent(Server):
             timeout=cfg["llm_timeout"],
             test_model=_INHERIT.get("test_model"),
             block_real=bool(_INHERIT.get("block_real")),
+            options=cfg["llm_options"],
             meta={
                 "agent": type(self).__qualname__,
                 "run_id": self.run_id,
@@ -585,6 +612,47 @@ def _start_arg(agent: type[Agent], task: Any, options: dict[str, Any]) -> dict[s
     }
 
 
+def check_sub_agent_room(count: int = 1) -> None:
+    """Raise `TooManySubAgents` if the agent running here may not start `count` more
+    sub-agents now (`max_sub_agents` at once, `max_sub_agents_per_turn` per turn). Outside an
+    agent process there is no limit."""
+    agent = current()
+    if agent is None:
+        return
+    cfg = agent.settings_config
+    running = len(agent.children) + agent.starting_sub_agents
+    if running + count > cfg["max_sub_agents"]:
+        raise TooManySubAgents(
+            f"cannot start {count} more sub-agent(s): {running} already running, and this agent "
+            f"runs at most max_sub_agents={cfg['max_sub_agents']} at once. Run fewer at a time "
+            "(wait for results, reuse a start_link handle), or raise max_sub_agents in the "
+            "agent's config"
+        )
+    if agent.turn_sub_agents + count > cfg["max_sub_agents_per_turn"]:
+        raise TooManySubAgents(
+            f"cannot start {count} more sub-agent(s): this turn already started "
+            f"{agent.turn_sub_agents}, and a turn starts at most max_sub_agents_per_turn="
+            f"{cfg['max_sub_agents_per_turn']}. Do the rest in fewer sub-agent tasks, or raise "
+            "max_sub_agents_per_turn in the agent's config"
+        )
+
+
+@contextlib.contextmanager
+def _sub_agent_slot() -> Iterator[None]:
+    """Hold one of the agent's sub-agent places while a spawn is under way."""
+    agent = current()
+    if agent is None:
+        yield
+        return
+    check_sub_agent_room()
+    agent.starting_sub_agents += 1
+    agent.turn_sub_agents += 1
+    try:
+        yield
+    finally:
+        agent.starting_sub_agents -= 1
+
+
 def _remember(pid: Pid | None, name: str | None) -> None:
     agent = current()
     if pid is not None and agent is not None:
@@ -603,8 +671,9 @@ def start_agent(
     """Start an agent process (the work behind `legion.start_link(agent, ...)`)."""
     cls = _check_agent(agent)
     arg = _start_arg(cls, task, options)
-    pid: Pid = api._endpoint().spawn(cls, arg, link=link, name=name, sync=True, timeout=timeout)
-    _remember(pid, name)
+    with _sub_agent_slot():
+        pid: Pid = api._endpoint().spawn(cls, arg, link=link, name=name, sync=True, timeout=timeout)
+        _remember(pid, name)
     return pid
 
 
@@ -619,18 +688,19 @@ async def astart_agent(
 ) -> Pid:
     cls = _check_agent(agent)
     arg = _start_arg(cls, task, options)
-    pid: Pid = await api._endpoint().aspawn(
-        cls, arg, link=link, name=name, sync=True, timeout=timeout
-    )
-    _remember(pid, name)
+    with _sub_agent_slot():
+        pid: Pid = await api._endpoint().aspawn(
+            cls, arg, link=link, name=name, sync=True, timeout=timeout
+        )
+        _remember(pid, name)
     return pid
 
 
 def unwrap_turn(reply: dict[str, Any]) -> Any:
     """The caller's side of a turn reply: the value, or `AgentCancelled`."""
-    status, value, path = reply[TURN_KEY]
+    status, value, path, error = reply[TURN_KEY]
     if status == "cancel":
-        raise AgentCancelled(value)
+        raise AgentCancelled(value, error)
     if path is not None:
         import msgspec
 

@@ -27,10 +27,22 @@ DEFAULTS: dict[str, Any] = {
     "max_message_length": 20_000,
     "llm_timeout": 120.0,
     "sandbox_modules": (),
+    "llm_backoff": 0.5,
+    "llm_options": {},
+    "max_sub_agents": 16,
+    "max_sub_agents_per_turn": 64,
 }
 """Built-in defaults. `sandbox_timeout` and `llm_timeout` are seconds; `max_message_length` is
 in UTF-8 bytes. `math.inf` (or the string "infinity") disables a timeout or the length cap.
-`sandbox_modules` adds modules to the sandbox's allowlist (see docs/sandbox.md)."""
+`sandbox_modules` adds modules to the sandbox's allowlist (see docs/sandbox.md).
+`llm_backoff` is the first wait (seconds, doubled per retry) after a transient provider error;
+0 disables waiting. `llm_options` are extra keyword arguments for `litellm.completion`
+(`api_base`, `api_key`, `temperature`...). `max_sub_agents` bounds the sub-agents one agent
+runs at once, `max_sub_agents_per_turn` those one turn may start in all."""
+
+RESERVED_LLM_OPTIONS = frozenset(
+    {"model", "messages", "response_format", "timeout", "max_retries", "stream"}
+)
 
 KNOWN_KEYS = frozenset(DEFAULTS) | {"share_bindings", "metrics_port", "reload"}
 
@@ -168,6 +180,10 @@ _CHECKS: dict[str, Any] = {
     "metrics_port": lambda v: _metrics_port(v),
     "reload": lambda v: _reload_flag(v),
     "sandbox_modules": lambda v: _sandbox_modules(v),
+    "llm_backoff": lambda v: _backoff(v),
+    "llm_options": lambda v: _llm_options(v),
+    "max_sub_agents": _positive_int("max_sub_agents"),
+    "max_sub_agents_per_turn": _positive_int("max_sub_agents_per_turn"),
 }
 
 
@@ -180,6 +196,27 @@ def _sandbox_modules(value: Any) -> None:
         allowlist(value)
     except ValueError as exc:
         raise ConfigError(f"sandbox_modules: {exc}") from None
+
+
+def _backoff(value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 60:
+        raise ConfigError(
+            f"llm_backoff must be a number of seconds from 0 (no waiting) to 60, got {value!r}"
+        )
+
+
+def _llm_options(value: Any) -> None:
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise ConfigError(
+            "llm_options must be a dict of litellm.completion keyword arguments, such as "
+            f"{{'api_base': 'http://localhost:8000/v1'}}, got {value!r}"
+        )
+    reserved = sorted(RESERVED_LLM_OPTIONS & set(value))
+    if reserved:
+        raise ConfigError(
+            f"llm_options may not set {reserved}: Legion sets them itself (use the config keys "
+            "'model' and 'llm_timeout'; retries are the loop's, see 'max_retries')"
+        )
 
 
 def _reload_flag(value: Any) -> None:

@@ -5,29 +5,68 @@ import costs seconds) with the local price map, called in a worker thread so the
 loop keeps serving, and always with a timeout. Test models (`legion.testing`) live in the
 application process and are reached by a runtime call, so the test sees every request.
 
-Errors split three ways: `LLMError` (provider or transport failure, a reply without an object)
-is fed back to the model as a retry; `RealModelBlocked` and `ModelFatal` are loud failures that
-end the agent process, because they mean the test itself is wrong.
+Errors split four ways:
+
+* `LLMError`: a failure that may heal by asking again. A reply without a usable object (not
+  JSON, too deep, a number too big) is the model's mistake and is fed back to it; a transient
+  provider failure (rate limit, 5xx, timeout, unreachable host) is fed back too, and the loop
+  waits a backoff before the next request (`transient`, `retry_after`).
+* `ProviderError`: the provider refused in a way that asking again cannot fix (bad or missing
+  credentials, unknown model or provider, a bad request): the turn ends at once, naming the
+  provider's message.
+* `RealModelBlocked` and `ModelFatal` are loud failures that end the agent process, because
+  they mean the test itself is wrong.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
 import re
+import socket
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from legion.errors import LegionError
 
-__all__ = ["LLMError", "ModelFatal", "RealModelBlocked", "Usage", "generate_object", "to_litellm"]
+__all__ = [
+    "MAX_REPLY_DEPTH",
+    "LLMError",
+    "ModelFatal",
+    "ProviderError",
+    "RealModelBlocked",
+    "Usage",
+    "classify",
+    "generate_object",
+    "parse_object",
+    "to_litellm",
+]
+
+MAX_REPLY_DEPTH = 64
+"""The deepest nesting of lists and objects accepted in a model's reply; deeper is a retry."""
+
+_INT_RANGE = (-(2**63), 2**64 - 1)  # what msgpack, hence every message of the runtime, carries
 
 
 class LLMError(LegionError):
-    """The model could not be asked or gave no usable object; fed back as a retry."""
+    """The model could not be asked or gave no usable object; fed back as a retry.
+
+    `transient` is True for a provider failure that time may heal (rate limit, 5xx, timeout,
+    unreachable host): the loop waits before asking again, `retry_after` seconds when the
+    provider said so."""
+
+    def __init__(self, message: str, *, transient: bool = False, retry_after: float | None = None):
+        super().__init__(message)
+        self.transient = transient
+        self.retry_after = retry_after
+
+
+class ProviderError(LegionError):
+    """The provider refused the request and asking again cannot help (authentication, unknown
+    model or provider, missing credentials, a bad request): the turn ends at once."""
 
 
 class RealModelBlocked(LegionError):
@@ -71,8 +110,15 @@ async def generate_object(
     test_model: Any = None,
     block_real: bool = False,
     meta: dict[str, Any] | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> tuple[Any, Usage]:
-    """Ask the model for one action object. Returns (object, usage)."""
+    """Ask the model for one action object. Returns (object, usage).
+
+    Raises `LLMError` (ask again), `ProviderError` (end the turn), `RealModelBlocked` or
+    `ModelFatal`. The object is bounded: nested at most `MAX_REPLY_DEPTH` deep, its integers
+    within 64 bits, so nothing downstream (JSON history, messages, telemetry) can choke on it.
+    `options` are extra keyword arguments for `litellm.completion` (`api_base`, `api_key`...).
+    """
     if test_model is not None:
         return await _ask_test_model(test_model, model, messages, schema, meta or {})
     if block_real and not os.environ.get("LEGION_ALLOW_REAL_LLM"):
@@ -81,7 +127,7 @@ async def generate_object(
             "legion.testing model (with ScriptedModel(...) as model: ...), or set "
             "LEGION_ALLOW_REAL_LLM=1 for an integration test."
         )
-    return await _ask_litellm(model, messages, schema, timeout)
+    return await _ask_litellm(model, messages, schema, timeout, dict(options or {}))
 
 
 async def _ask_test_model(
@@ -106,7 +152,12 @@ async def _ask_test_model(
         raise ModelFatal(answer["fatal"])
     if "error" in answer:
         usage.error = answer["error"]
-        raise LLMError(answer["error"])
+        if not answer.get("retryable", True):
+            raise ProviderError(answer["error"])
+        raise LLMError(answer["error"], transient=True, retry_after=answer.get("retry_after"))
+    if "raw" in answer:
+        return parse_object(answer["raw"]), usage
+    check_bounds(answer["object"])
     return answer["object"], usage
 
 
@@ -119,7 +170,11 @@ def _import_litellm() -> Any:
 
 
 async def _ask_litellm(
-    model: str, messages: list[dict[str, Any]], schema: dict[str, Any], timeout: float
+    model: str,
+    messages: list[dict[str, Any]],
+    schema: dict[str, Any],
+    timeout: float,
+    options: dict[str, Any],
 ) -> tuple[Any, Usage]:
     import trio
 
@@ -139,11 +194,13 @@ async def _ask_litellm(
             },
         },
         timeout=600.0 if math.isinf(timeout) else timeout,
+        max_retries=0,  # the loop retries, with backoff, and only what may heal
+        **options,
     )
     try:
         response = await trio.to_thread.run_sync(call, abandon_on_cancel=True)
-    except Exception as exc:  # provider errors are many types; all become a retry
-        raise LLMError(f"{type(exc).__name__}: {exc}") from exc
+    except Exception as exc:  # provider errors are many types: sorted by `classify`
+        raise classify(exc, model) from exc
     usage = Usage(model, duration=time.monotonic() - started)
     raw_usage = getattr(response, "usage", None)
     if raw_usage is not None:
@@ -154,6 +211,119 @@ async def _ask_litellm(
     except Exception:  # unknown price: leave None rather than guess
         usage.cost = None
     return _extract(response), usage
+
+
+# -- which provider errors may heal --------------------------------------------------------------
+
+_TRANSIENT_NAMES = frozenset(
+    {"RateLimitError", "Timeout", "APITimeoutError", "APIResponseValidationError"}
+)
+_FATAL_NAMES = frozenset(
+    {
+        "AuthenticationError",
+        "PermissionDeniedError",
+        "NotFoundError",
+        "BadRequestError",  # with its subclasses: unknown provider, context window, params...
+        "UnprocessableEntityError",
+    }
+)
+
+
+def classify(exc: BaseException, model: str = "") -> LLMError | ProviderError:
+    """Sort an exception from `litellm.completion` into "ask again" or "give up now".
+
+    Transient (`LLMError(transient=True)`): a network failure or timeout anywhere in the cause
+    chain, a rate limit, or an HTTP status litellm itself retries (408, 409, 429, 5xx). Fatal
+    (`ProviderError`): authentication, permission, not found, bad request (litellm's classes
+    and their subclasses), another 4xx, an error raised before any HTTP exchange (missing
+    credentials, an unknown provider string: litellm reports these as a 500 or an
+    `APIConnectionError`, only their cause tells), and anything else unknown. Classes are
+    matched by name along the MRO, so this needs neither litellm nor openai imported.
+    """
+    chain = _causes(exc)
+    message = _provider_message(exc)
+    retry_after = _retry_after(exc)
+    if any(_is_network(link) for link in chain):
+        return LLMError(message, transient=True, retry_after=retry_after)
+    names = _names(exc)
+    if names & _TRANSIENT_NAMES:
+        return LLMError(message, transient=True, retry_after=retry_after)
+    if names & _FATAL_NAMES:
+        return ProviderError(_with_hint(message, names, model))
+    status = getattr(exc, "status_code", None)
+    retried_status = isinstance(status, int) and (status in (408, 409, 429) or status >= 500)
+    if retried_status and not _raised_locally(chain):
+        return LLMError(message, transient=True, retry_after=retry_after)
+    return ProviderError(_with_hint(message, names, model))
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    link: BaseException | None = exc
+    while link is not None and link not in chain and len(chain) < 16:
+        chain.append(link)
+        link = link.__cause__ or link.__context__
+    return chain
+
+
+def _raised_locally(chain: list[BaseException]) -> bool:
+    """Did the failure start before any HTTP exchange? litellm wraps a client that could not
+    even be built (no API key) as a 500, so the status alone would say "retry"."""
+    if len(chain) < 2:
+        return False
+    root = type(chain[-1])
+    if root.__module__ == "openai" and root.__name__ == "OpenAIError":  # the client's own check
+        return True
+    return root.__module__ == "builtins" and not _is_network(chain[-1])
+
+
+def _names(exc: BaseException) -> set[str]:
+    return {cls.__name__ for cls in type(exc).__mro__}
+
+
+def _is_network(exc: BaseException) -> bool:
+    """A transport failure: the request may not have reached a provider that works."""
+    if isinstance(exc, ConnectionError | TimeoutError | socket.gaierror | socket.herror):
+        return True  # not any OSError: a missing credentials file is no network failure
+    module = type(exc).__module__.split(".")[0]
+    names = _names(exc)
+    if module in ("httpx", "httpcore") and names & {"TransportError", "TimeoutException"}:
+        return True
+    return module == "openai" and "APIConnectionError" in names
+
+
+def _provider_message(exc: BaseException) -> str:
+    text = str(exc).split("Traceback (most recent call last)")[0].strip()
+    if not text.startswith("litellm."):
+        text = f"{type(exc).__name__}: {text}"
+    return text
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    try:
+        value = float(headers.get("retry-after", "")) if headers is not None else math.nan
+    except (TypeError, ValueError, AttributeError):
+        return None
+    return value if 0 < value <= 60 else None
+
+
+def _with_hint(message: str, names: set[str], model: str) -> str:
+    lowered = message.lower()
+    if "AuthenticationError" in names or "credential" in lowered or "api key" in lowered:
+        hint = (
+            "check the provider's API key: set it in the environment the agent runs in (e.g. "
+            "OPENAI_API_KEY) or pass config llm_options={'api_key': ...}"
+        )
+    elif "NotFoundError" in names or "provider not provided" in lowered:
+        hint = "check the model string (config 'model', e.g. 'openai:gpt-4o-mini')"
+    else:
+        hint = "asking again cannot help; fix the request or the configuration"
+    return f"{message} [model {model!r}: {hint}]"
+
+
+# -- reading the reply -------------------------------------------------------------------------
 
 
 def strict_compatible(schema: Any) -> bool:
@@ -170,23 +340,56 @@ def strict_compatible(schema: Any) -> bool:
     return True
 
 
+def parse_object(text: str | bytes, what: str = "LLM response") -> Any:
+    """The JSON of a reply as Python data, or `LLMError` naming what is wrong.
+
+    Decoded by msgspec (no int-string limit to trip, a clean error past its depth limit), then
+    bounded by `check_bounds`."""
+    import msgspec
+
+    if not isinstance(text, str | bytes):
+        raise LLMError(f"{what} is not JSON text but {type(text).__name__}")
+    try:
+        obj = msgspec.json.decode(text)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, ValueError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise LLMError(f"{what} is not valid JSON: {reason}") from None
+    check_bounds(obj, what)
+    return obj
+
+
+def check_bounds(obj: Any, what: str = "LLM response") -> None:
+    """Refuse (`LLMError`) data nested deeper than `MAX_REPLY_DEPTH` or holding an integer
+    outside 64 bits, without recursion (the check itself cannot overflow the stack)."""
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list | tuple):
+            if depth > MAX_REPLY_DEPTH:
+                raise LLMError(
+                    f"{what} is nested more than {MAX_REPLY_DEPTH} levels deep; "
+                    "answer with flatter data"
+                )
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+        elif type(item) is int and not _INT_RANGE[0] <= item <= _INT_RANGE[1]:
+            raise LLMError(
+                f"{what} holds an integer of {item.bit_length()} bits; integers must fit in "
+                "64 bits (send big numbers as strings)"
+            )
+
+
 def _extract(response: Any) -> Any:
     """The action object: the message's JSON content, else a `structured_output` tool call."""
     try:
         message = response.choices[0].message
-    except (AttributeError, IndexError) as exc:
+    except (AttributeError, IndexError, TypeError, KeyError) as exc:
         raise LLMError("LLM response contained no structured object") from exc
     content = getattr(message, "content", None)
     if content:
-        try:
-            return json.loads(content)
-        except json.JSONDecodeError as exc:
-            raise LLMError(f"LLM response is not valid JSON: {exc}") from exc
+        return parse_object(content)
     for call in getattr(message, "tool_calls", None) or []:
         fn = getattr(call, "function", None)
         if fn is not None and getattr(fn, "name", None) == "structured_output":
-            try:
-                return json.loads(fn.arguments)
-            except json.JSONDecodeError as exc:
-                raise LLMError(f"LLM tool call arguments are not valid JSON: {exc}") from exc
+            return parse_object(fn.arguments, "LLM tool call")
     raise LLMError("LLM response contained no structured object")

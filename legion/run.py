@@ -16,6 +16,7 @@ import importlib
 import os
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -68,13 +69,34 @@ def load_agent(spec: str) -> Any:
         target = path.stem
     else:
         sys.path.insert(0, os.getcwd())
-    module = importlib.import_module(target)
+    try:
+        module = importlib.import_module(target)
+    except Exception as exc:  # the user's module: say where it failed, in one line
+        raise SystemExit(f"legion run: cannot import {target}: {_one_line(exc)}") from None
     obj: Any = module
     for part in name.split("."):
         obj = getattr(obj, part, None)
         if obj is None:
             raise SystemExit(f"legion run: {target} has no {name}")
     return obj
+
+
+def _one_line(exc: BaseException) -> str:
+    """`Type: message (at file:line)`, the line being the deepest frame of the failure."""
+    import traceback
+
+    text = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f"{text} (at {exc.filename}:{exc.lineno})"
+    ours = str(Path(__file__).parent)
+    frames = [
+        f
+        for f in traceback.extract_tb(exc.__traceback__)
+        if not f.filename.startswith(("<", ours)) and "importlib" not in f.filename
+    ]  # the user's code, not the import machinery
+    if frames:
+        return f"{text} (at {frames[-1].filename}:{frames[-1].lineno})"
+    return text
 
 
 def has_key(model: str) -> bool:
@@ -102,7 +124,12 @@ def offline_options(steps: list[Any], model: str = "openai:gpt-4o-mini") -> dict
 def demo_steps(agent: Any, task: str) -> list[dict[str, Any]]:
     module = sys.modules.get(agent.__module__)
     steps = getattr(module, "DEMO_STEPS", None) or GENERIC_DEMO
-    return [{**step, "code": step.get("code", "").replace("{task}", repr(task))} for step in steps]
+    return [
+        {**step, "code": step.get("code", "").replace("{task}", repr(task))}
+        if isinstance(step, dict)
+        else step  # any other `legion.testing` step (an llm_error...) as it is
+        for step in steps
+    ]
 
 
 def _print_step(event: dict[str, Any], out: TextIO) -> None:
@@ -131,6 +158,8 @@ def _short(text: str, limit: int = 500) -> str:
 
 
 def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
+    """Run the command; 0 on a result, 1 on a cancelled turn, 2 on bad input (a config error,
+    a module that cannot be imported, not an agent), which is reported as one line on stderr."""
     out = out or sys.stdout
     parser = argparse.ArgumentParser(prog="legion run", description=__doc__.split("\n\n")[0])
     parser.add_argument("agent", help="module:AgentClass or path/to/file.py:AgentClass")
@@ -146,14 +175,20 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
 
     cls = load_agent(args.agent)
     if not agent_module.is_agent(cls):
-        out.write(f"legion run: {args.agent} is not a legion.Agent subclass\n")
+        sys.stderr.write(f"legion run: {args.agent} is not a legion.Agent subclass\n")
         return 2
     options: dict[str, Any] = {}
     if args.model:
         options["model"] = args.model
-    if args.max_iterations:
+    if args.max_iterations is not None:
         options["max_iterations"] = args.max_iterations
-    model = options.get("model") or {**legion.config.DEFAULTS, **cls.config}["model"]
+    try:
+        with warnings.catch_warnings():  # unknown keys warn once, when the agent starts
+            warnings.simplefilter("ignore")
+            model = legion.config.resolve(cls.config, options)["model"]
+    except legion.ConfigError as exc:
+        sys.stderr.write(f"legion run: {cls.__qualname__}: {exc}\n")
+        return 2
     offline = args.offline or not has_key(model)
     demo = None
     if offline:
@@ -183,6 +218,8 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
             demo.close()
     if event["status"] == "cancel":
         out.write(f"\nCancelled: {event['value']}\n")
+        if event.get("error"):
+            out.write(f"  last error: {_short(event['error'], 2000)}\n")
         return 1
     out.write(f"\nResult: {event['value']!r}\n")
     return 0

@@ -14,9 +14,13 @@ records a :class:`Request`, computes the answer and replies. So a test writes::
         assert legion.execute(MathAgent, "double ten") == 20
     assert "Available variables: `x`" in model.requests[1].messages[-1]["content"]
 
-A step is an action dict (or one of the helpers below), an exception instance or `llm_error(...)`
-(a provider error, fed back to the agent as a retry), or a function of the :class:`Request`.
-A script that runs out, or a function that raises, fails the agent loudly (the test is wrong).
+A step is an action dict (or one of the helpers below); `llm_error(...)` (a provider error:
+transient ones are fed back to the agent as a retry after a backoff, `retryable=False` ones end
+the turn with `AgentCancelled("provider_error")`); an exception instance (sorted as a real
+provider error would be, by `legion.llm.classify`); `raw(text)` (a reply's raw content, parsed
+in the agent as a provider's is); or a function of the :class:`Request` returning any of these.
+A script that runs out, a function that raises, or a step that cannot be sent to the agent
+fails the agent loudly (the test is wrong), never leaving it waiting.
 
 Real LLM calls are blocked while pytest is imported in the starting process (or after
 `block_real_models()`): the agent then crashes with `RealModelBlocked` instead of calling out.
@@ -44,6 +48,7 @@ __all__ = [
     "eval_and_complete",
     "eval_and_continue",
     "llm_error",
+    "raw",
     "returns",
 ]
 
@@ -93,11 +98,36 @@ def eval_and_complete(code: str) -> dict[str, Any]:
 
 
 class LLMErrorStep(Exception):
-    """A provider error the model "returns" (fed back to the agent as a retry)."""
+    """A provider error the model "returns"."""
+
+    def __init__(self, text: str, retryable: bool = True, retry_after: float | None = None):
+        super().__init__(text)
+        self.retryable = retryable
+        self.retry_after = retry_after
 
 
-def llm_error(text: str) -> LLMErrorStep:
-    return LLMErrorStep(text)
+def llm_error(
+    text: str, *, retryable: bool = True, retry_after: float | None = None
+) -> LLMErrorStep:
+    """A provider error. Retryable (a rate limit, a 5xx): fed back to the agent, which waits
+    `retry_after` seconds (else its `llm_backoff` schedule) before asking again. Not retryable
+    (a bad key, an unknown model): the turn ends at once with `AgentCancelled` whose
+    `reason` is "provider_error" and whose `error` is `text`."""
+    return LLMErrorStep(text, retryable, retry_after)
+
+
+@dataclass(frozen=True, slots=True)
+class RawReply:
+    """A reply's raw message content (see `raw`)."""
+
+    content: str
+
+
+def raw(content: str) -> RawReply:
+    """A step that is the provider's raw message content (normally the JSON of an action):
+    the agent parses it as it parses a real reply, so malformed, too deeply nested or
+    oversized JSON reaches the same checks (a retry for the model)."""
+    return RawReply(content)
 
 
 class TestModel:
@@ -188,7 +218,15 @@ class TestModel:
             )
             with self._lock:
                 self.requests.append(request)
-            api.reply(message.from_, self._reply(request))
+            try:
+                api.reply(message.from_, self._reply(request))
+            except Exception as exc:  # the agent must hear of it, or it would wait forever
+                fatal = (
+                    f"{type(self).__name__}: the step for request {len(self.requests)} cannot be "
+                    f"sent to the agent ({type(exc).__name__}: {exc}); a step must be plain "
+                    "data (str, bool, float, an int within 64 bits, list, dict)"
+                )
+                api.reply(message.from_, {"fatal": fatal[:2000]})
 
     def _reply(self, request: Request) -> dict[str, Any]:
         try:
@@ -196,13 +234,21 @@ class TestModel:
             if callable(step) and not isinstance(step, dict):
                 step = step(request)
         except LLMErrorStep as exc:
-            return {"error": str(exc)}
+            step = exc
         except Exception as exc:
             return {"fatal": f"{type(self).__name__} failed: {type(exc).__name__}: {exc}"}
         if isinstance(step, LLMErrorStep):
-            return {"error": str(step)}
+            retry_after = step.retry_after
+            return {"error": str(step), "retryable": step.retryable, "retry_after": retry_after}
         if isinstance(step, BaseException):
-            return {"error": f"{type(step).__name__}: {step}"}
+            from legion.llm import LLMError, classify
+
+            sorted_error = classify(step, request.model)
+            retry_after = getattr(sorted_error, "retry_after", None)
+            retryable = isinstance(sorted_error, LLMError)
+            return {"error": str(sorted_error), "retryable": retryable, "retry_after": retry_after}
+        if isinstance(step, RawReply):
+            return {"raw": step.content}
         return {"object": step}
 
 

@@ -89,6 +89,7 @@ class AgentTool(Tool):
         from legion import agent as agent_module
 
         pairs = [(self._agent(name), task) for name, task in tasks]
+        agent_module.check_sub_agent_room(len(pairs))  # all or none, not half a fan-out
         return await agent_module.aparallel(pairs, timeout)
 
     async def pipeline(self, steps: list[Any]) -> Any:

@@ -69,11 +69,21 @@ def test_default_model() -> None:
         ("binding_scope", "forever"),
         ("sandbox_timeout", -1),
         ("model", ""),
+        ("llm_backoff", -1),
+        ("llm_backoff", 600),
+        ("llm_options", "api_base=x"),
+        ("max_sub_agents", 0),
+        ("max_sub_agents_per_turn", 0),
     ],
 )
 def test_invalid_values_raise_at_start_with_the_allowed_values(key: str, value: object) -> None:
     with pytest.raises(legion.ConfigError, match=key):
         legion.start_link(NoToolAgent, **{key: value})
+
+
+def test_llm_options_may_not_override_what_legion_sets() -> None:
+    with pytest.raises(legion.ConfigError, match=r"llm_options may not set \['max_retries'\]"):
+        legion.start_link(NoToolAgent, llm_options={"api_base": "x", "max_retries": 5})
 
 
 def test_invalid_binding_scope_names_the_allowed_values() -> None:

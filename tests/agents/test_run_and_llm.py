@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -131,3 +133,82 @@ def test_the_action_object_is_read_from_content_or_a_structured_output_tool_call
         _extract(response(NS(content=None, tool_calls=[])))
     with pytest.raises(LLMError, match="not valid JSON"):
         _extract(response(NS(content="{not json", tool_calls=None)))
+    odd_call = NS(function=NS(name="structured_output", arguments=None))
+    with pytest.raises(LLMError, match="LLM tool call is not JSON text but NoneType"):
+        _extract(response(NS(content=None, tool_calls=[odd_call])))
+    with pytest.raises(LLMError, match="no structured object"):
+        _extract(NS(choices=None))
+
+
+BAD_AGENTS = '''
+import legion
+
+
+class Forever(legion.Agent):
+    """Keeps its variables forever."""
+
+    config = {"binding_scope": "forever"}
+
+
+class Fine(legion.Agent):
+    """Does nothing wrong."""
+'''
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["agents.py:Forever"],
+            "legion run: Forever: binding_scope must be one of 'iteration', 'turn', "
+            "'conversation', got 'forever'",
+        ),
+        (
+            ["agents.py:Fine", "--max-iterations", "0"],
+            "legion run: Fine: max_iterations must be a positive int, got 0",
+        ),
+        (
+            ["broken.py:Agent"],
+            "legion run: cannot import broken: ZeroDivisionError: division by zero (at {dir}/"
+            "broken.py:2)",
+        ),
+    ],
+    ids=["config error", "bad option", "module that raises"],
+)
+def test_legion_run_reports_bad_input_as_one_line(
+    tmp_path: Path, args: list[str], line: str
+) -> None:
+    (tmp_path / "agents.py").write_text(BAD_AGENTS)
+    (tmp_path / "broken.py").write_text("import legion\nx = 1 / 0\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "legion", "run", *args, "a task"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert done.stderr.splitlines() == [line.format(dir=tmp_path)]
+    assert done.stdout == ""
+
+
+CANCELLING_AGENT = '''
+import legion
+from legion import testing
+
+DEMO_STEPS = [testing.llm_error("litellm.AuthenticationError: bad key", retryable=False)]
+
+
+class Refused(legion.Agent):
+    """Meets a provider that refuses its key."""
+'''
+
+
+def test_legion_run_shows_why_a_turn_was_cancelled(tmp_path: Path) -> None:
+    (tmp_path / "refused_agent.py").write_text(CANCELLING_AGENT)
+    out = io.StringIO()
+    assert main([f"{tmp_path / 'refused_agent.py'}:Refused", "x", "--offline"], out=out) == 1
+    assert out.getvalue().endswith(
+        "Cancelled: provider_error\n  last error: litellm.AuthenticationError: bad key\n"
+    )
