@@ -17,6 +17,8 @@ from legion.errors import LegionError
 __all__ = ["DEFAULTS", "ConfigError", "configure", "global_config", "resolve"]
 
 BINDING_SCOPES = ("iteration", "turn", "conversation")
+NODE_LIMITS = frozenset({"max_frame_bytes", "max_mailbox_bytes"})
+"""Read when the application starts its embedded node (docs/runtime.md, "Limits")."""
 
 DEFAULTS: dict[str, Any] = {
     "model": "openai:gpt-4o-mini",
@@ -30,7 +32,7 @@ DEFAULTS: dict[str, Any] = {
 """Built-in defaults. `sandbox_timeout` and `llm_timeout` are seconds; `max_message_length` is
 in UTF-8 bytes. `math.inf` (or the string "infinity") disables a timeout or the length cap."""
 
-KNOWN_KEYS = frozenset(DEFAULTS) | {"share_bindings", "metrics_port", "reload"}
+KNOWN_KEYS = frozenset(DEFAULTS) | {"share_bindings", "metrics_port", "reload"} | NODE_LIMITS
 
 _GLOBAL: dict[str, Any] = {}
 
@@ -165,6 +167,8 @@ _CHECKS: dict[str, Any] = {
     "share_bindings": _share,
     "metrics_port": lambda v: _metrics_port(v),
     "reload": lambda v: _reload_flag(v),
+    "max_frame_bytes": _positive_int("max_frame_bytes"),
+    "max_mailbox_bytes": _positive_int("max_mailbox_bytes"),
 }
 
 
