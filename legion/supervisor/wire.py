@@ -399,6 +399,9 @@ def _culprit(value: Any) -> str:
             if isinstance(item, list | tuple | set | frozenset):
                 stack.extend(item)
                 continue
+            if isinstance(item, _Frame):  # a protocol frame: look at its fields
+                stack.extend(getattr(item, name) for name in item.__struct_fields__)
+                continue
             cls = type(item)
             return f"{cls.__module__}.{cls.__qualname__}"
     cls = type(value)
