@@ -278,7 +278,12 @@ class Endpoint:
         ref = self.make_ref()
         with self._lock:
             self._calls.add(ref)
-        self.send_frame(wire.Call(dest, ref, payload))
+        try:
+            self.send_frame(wire.Call(dest, ref, payload))
+        except BaseException:  # refused (MessageTooLarge) or the node is gone
+            with self._lock:
+                self._calls.discard(ref)
+            raise
         return ref
 
     def _finish_call(self, ref: Ref, ok: bool, dest: Dest, timeout: float | None) -> Any:

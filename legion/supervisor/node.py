@@ -20,7 +20,6 @@ import errno
 import functools
 import itertools
 import logging
-import math
 import os
 import signal
 import socket
@@ -71,7 +70,7 @@ class Conn:
         self._dirty = dirty
         self.closed = False
         self.dirty = False
-        self.limit = math.inf  # a process's mailbox bound (`Node.mailbox_limit`)
+        self.limit = 1 << 62  # a process's mailbox bound (`Node.mailbox_limit`), in bytes
         self.overflow: Callable[[], None] | None = None  # called once past `limit`
 
     def push(self, msg: wire.Frame) -> None:

@@ -321,10 +321,11 @@ def _exiting_frame(reason: Any, limit: int) -> bytes:
         frame = wire.encode(wire.Exiting(repr(reason)[:65536]))
     if len(frame) - 4 <= limit:
         return frame
+    keep = limit // 16  # three texts of `keep` characters, 4 UTF-8 bytes at most: 3/4 of it
     if isinstance(reason, Crash):
-        reason = Crash(reason.type, reason.message[:4096], reason.traceback[-16384:])
+        reason = Crash(reason.type[:keep], reason.message[:keep], reason.traceback[-keep:])
     else:
-        reason = repr(reason)[:4096]
+        reason = repr(reason)[:keep]
     return wire.encode(wire.Exiting(reason))
 
 

@@ -464,9 +464,10 @@ def max_frame_setting(value: Any = None) -> int:
 
 def mailbox_setting(value: Any = None, max_frame: int = DEFAULT_MAX_FRAME) -> int:
     """The node's per-process mailbox limit in bytes: `value`, else LEGION_MAX_MAILBOX_BYTES,
-    else 256 MiB (at least 4 frames of `max_frame` bytes). It must hold one such frame."""
+    else 256 MiB (at least 4 frames of `max_frame` bytes). It must hold two such frames, so
+    that one message of the largest size (with the framing the node adds) never trips it."""
     default = max(DEFAULT_MAILBOX, 4 * max_frame)
-    return _byte_setting(value, "max_mailbox_bytes", MAILBOX_ENV, default, 2**62, max_frame)
+    return _byte_setting(value, "max_mailbox_bytes", MAILBOX_ENV, default, 2**62, 2 * max_frame)
 
 
 def _byte_setting(

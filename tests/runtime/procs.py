@@ -135,6 +135,11 @@ def idle() -> None:
     legion.receive()
 
 
+def crash_with(size: int) -> None:
+    """Crash with an exception message of `size` characters."""
+    raise ValueError("m" * size)
+
+
 def crash_at_once() -> None:
     raise ValueError("crashed at once")
 

@@ -236,7 +236,7 @@ def test_the_frame_limit_is_configurable_and_binds_processes_too() -> None:
     out = _run_app(
         """
         import json, legion
-        from procs import Probe
+        from procs import Probe, crash_with
 
         legion.configure(max_frame_bytes=4096)
         p = legion.spawn(Probe, {})
@@ -253,6 +253,10 @@ def test_the_frame_limit_is_configurable_and_binds_processes_too() -> None:
                 legion.call(p, request)
             except legion.ProcessExit as exc:
                 result["process"].append(str(exc.reason))
+        # a crash reason too large for a frame reaches the node cut short, still a Crash
+        pid, ref = legion.spawn(crash_with, 10000, monitor=True)
+        down = legion.receive(timeout=30, match=lambda m: isinstance(m, legion.Down))
+        result["crash"] = [down.reason.type, len(down.reason.message)]
         result["after"] = legion.call(legion.spawn(Probe, {}), ("echo", "alive"))
         print(json.dumps(result))
         """
@@ -264,6 +268,7 @@ def test_the_frame_limit_is_configurable_and_binds_processes_too() -> None:
     assert len(result["process"]) == 2
     for reason in result["process"]:
         assert "MessageTooLarge" in reason and "limit of 4096" in reason
+    assert result["crash"] == ["ValueError", 4096 // 16]
     assert result["after"] == "alive"
 
 
@@ -341,7 +346,7 @@ def test_a_mailbox_bound_below_one_frame_is_a_config_error() -> None:
             print(exc)
         """
     )
-    assert "max_mailbox_bytes must be a number of bytes from 65536" in out.stdout, out.stderr
+    assert "max_mailbox_bytes must be a number of bytes from 131072" in out.stdout, out.stderr
 
 
 # -- descriptors ----------------------------------------------------------------------------------
