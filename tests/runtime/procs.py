@@ -140,6 +140,14 @@ def crash_with(size: int) -> None:
     raise ValueError("m" * size)
 
 
+def emit_then_report(args: Any) -> None:
+    """Emit a telemetry event of about `size` bytes, then send "emitted" to `owner`."""
+    owner, size = args
+    legion.telemetry.emit(("test", "big"), {}, {f"k{i}": "b" * 1000 for i in range(size // 1000)})
+    legion.send(owner, "emitted")
+    legion.receive()
+
+
 def crash_at_once() -> None:
     raise ValueError("crashed at once")
 

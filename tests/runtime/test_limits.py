@@ -236,7 +236,7 @@ def test_the_frame_limit_is_configurable_and_binds_processes_too() -> None:
     out = _run_app(
         """
         import json, legion
-        from procs import Probe, crash_with
+        from procs import Probe, crash_with, emit_then_report
 
         legion.configure(max_frame_bytes=4096)
         p = legion.spawn(Probe, {})
@@ -257,6 +257,10 @@ def test_the_frame_limit_is_configurable_and_binds_processes_too() -> None:
         pid, ref = legion.spawn(crash_with, 10000, monitor=True)
         down = legion.receive(timeout=30, match=lambda m: isinstance(m, legion.Down))
         result["crash"] = [down.reason.type, len(down.reason.message)]
+        # a telemetry event too large for a frame is dropped, never the frame it rides with
+        emitter = legion.spawn(emit_then_report, [legion.self(), 10000])
+        result["emitted"] = legion.receive(timeout=30, match=lambda m: m == "emitted")
+        legion.send(emitter, "end")
         result["after"] = legion.call(legion.spawn(Probe, {}), ("echo", "alive"))
         print(json.dumps(result))
         """
@@ -269,6 +273,9 @@ def test_the_frame_limit_is_configurable_and_binds_processes_too() -> None:
     for reason in result["process"]:
         assert "MessageTooLarge" in reason and "limit of 4096" in reason
     assert result["crash"] == ["ValueError", 4096 // 16]
+    assert result["emitted"] == "emitted"
+    assert "telemetry event ('test', 'big') dropped" in out.stderr
+    assert "over the node's limit of 4096 (max_frame_bytes)" in out.stderr
     assert result["after"] == "alive"
 
 
