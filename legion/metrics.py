@@ -142,9 +142,10 @@ class NodeMetrics:
         )
         self.spawned = Counter("legion_processes_spawned", "OS processes spawned.", registry=r)
         self.mailbox_overflows = Counter(
-            "legion_mailbox_overflows", "Processes killed for exceeding their mailbox bound.",
+            "legion_mailbox_overflows",
+            "Processes killed for exceeding their mailbox bound.",
             registry=r,
-        )  # fmt: skip
+        )
         self.exits = Counter(
             "legion_process_exits", "Processes ended, by exit reason.", ["reason"], registry=r
         )

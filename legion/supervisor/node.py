@@ -30,7 +30,6 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import msgspec
 import trio
 
 from .. import telemetry
@@ -395,10 +394,12 @@ class Node:
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             await stream.aclose()
             return
-        except (ValueError, TypeError, msgspec.MsgspecError) as exc:
-            # FrameError and msgspec's DecodeError are ValueErrors; an ext type with the wrong
-            # fields is a TypeError
-            log.warning("refused a connection: its first frame is not a valid Hello (%s)", exc)
+        except Exception as exc:  # untrusted bytes: FrameError, DecodeError, RecursionError...
+            log.warning(
+                "refused a connection: its first frame is not a valid Hello (%s: %s)",
+                type(exc).__name__,
+                exc,
+            )
             await stream.aclose()
             return
         if type(hello) is not wire.Hello:

@@ -166,6 +166,9 @@ FIRST_FRAMES = {
     "truncated msgpack": wire.frame(_hello()[4:-3]),
     "a frame cut short by the peer": _hello()[:-3],
     "a frame that is not Hello": wire.encode(wire.Sync(1)),
+    "a frame nested too deep": wire.frame(
+        b"\x94" + wire._plain.encode("Send") + b"\x91" * 100_000 + b"\xc0\xc0\x00"
+    ),
     "a Hello of the wrong shape": wire.frame(wire._plain.encode(["Hello", 1, 2])),
     "a Hello with a malformed Pid": wire.frame(
         wire._plain.encode(["Hello", [], "/", msgspec.msgpack.Ext(1, b"\x91\x01"), False])
