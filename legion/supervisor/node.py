@@ -283,8 +283,18 @@ class Zygote:
         box: list[Any] = []
         self._waiting[msg.id] = (event, box)
         fds = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))]
+        data = wire.encode_zygote(msg)
         async with self._lock:
-            await self._sock.sendmsg([wire.encode_zygote(msg)], fds)
+            try:
+                await self._sock.sendmsg([data], fds)
+            except (OSError, trio.ClosedResourceError) as exc:  # EMSGSIZE, or the zygote died
+                self._waiting.pop(msg.id, None)
+                error = (
+                    f"cannot hand the spawn to the zygote: {exc} (the request is {len(data)} "
+                    "bytes, with the caller's sys.path and cwd)"
+                )
+                log.error("%s", error)
+                return wire.Forked(msg.id, 0, error), -1
         await event.wait()
         return box[0], box[1] if len(box) > 1 else -1
 

@@ -397,6 +397,27 @@ def test_running_out_of_descriptors_is_a_spawn_error_and_the_connection_lives(
     assert node.alive()
 
 
+def test_a_spawn_request_too_large_for_the_zygote_is_a_spawn_error() -> None:
+    out = _run_app(
+        """
+        import sys, legion
+        from procs import Probe
+
+        sys.path.append("x" * 300_000)  # the spawn request carries sys.path to the zygote
+        try:
+            legion.spawn(Probe, {})
+        except legion.SpawnError as exc:
+            print(exc)
+        sys.path.pop()
+        print(legion.call(legion.spawn(Probe, {}), ("echo", "alive")))
+        """
+    )
+    assert out.returncode == 0, out.stderr
+    error, after = out.stdout.splitlines()
+    assert "cannot hand the spawn to the zygote: [Errno 90] Message too long" in error
+    assert after == "alive"
+
+
 # -- trust at the edge ----------------------------------------------------------------------------
 
 PLANTED = textwrap.dedent(
