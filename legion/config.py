@@ -17,6 +17,8 @@ from legion.errors import LegionError
 __all__ = ["DEFAULTS", "ConfigError", "configure", "global_config", "resolve"]
 
 BINDING_SCOPES = ("iteration", "turn", "conversation")
+NODE_LIMITS = frozenset({"max_frame_bytes", "max_mailbox_bytes"})
+"""Read when the application starts its embedded node (docs/runtime.md, "Limits")."""
 
 DEFAULTS: dict[str, Any] = {
     "model": "openai:gpt-4o-mini",
@@ -44,7 +46,7 @@ RESERVED_LLM_OPTIONS = frozenset(
     {"model", "messages", "response_format", "timeout", "max_retries", "stream"}
 )
 
-KNOWN_KEYS = frozenset(DEFAULTS) | {"share_bindings", "metrics_port", "reload"}
+KNOWN_KEYS = frozenset(DEFAULTS) | {"share_bindings", "metrics_port", "reload"} | NODE_LIMITS
 
 _GLOBAL: dict[str, Any] = {}
 
@@ -184,6 +186,8 @@ _CHECKS: dict[str, Any] = {
     "llm_options": lambda v: _llm_options(v),
     "max_sub_agents": _positive_int("max_sub_agents"),
     "max_sub_agents_per_turn": _positive_int("max_sub_agents_per_turn"),
+    "max_frame_bytes": _positive_int("max_frame_bytes"),
+    "max_mailbox_bytes": _positive_int("max_mailbox_bytes"),
 }
 
 

@@ -141,6 +141,11 @@ class NodeMetrics:
             registry=r,
         )
         self.spawned = Counter("legion_processes_spawned", "OS processes spawned.", registry=r)
+        self.mailbox_overflows = Counter(
+            "legion_mailbox_overflows",
+            "Processes killed for exceeding their mailbox bound.",
+            registry=r,
+        )
         self.exits = Counter(
             "legion_process_exits", "Processes ended, by exit reason.", ["reason"], registry=r
         )

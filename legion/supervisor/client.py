@@ -19,6 +19,7 @@ import math
 import os
 import select
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -299,13 +300,26 @@ def _connect() -> None:
                 f"cannot join the node at LEGION_NODE={path!r}: {exc}. Start one with "
                 "`legion node --socket PATH`, or unset LEGION_NODE to run an embedded node"
             ) from None
+        try:
+            _check_owner(sock, path)
+        except NodeUnavailable:
+            sock.close()
+            raise
     else:
+        limits = _node_limits()
         sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         env = dict(os.environ)
         here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [here, env.get("PYTHONPATH")]))
         node = subprocess.Popen(
-            [sys.executable, "-m", "legion.supervisor.node", "--embedded-fd", str(theirs.fileno())],
+            [
+                sys.executable,
+                "-m",
+                "legion.supervisor.node",
+                "--embedded-fd",
+                str(theirs.fileno()),
+                *limits,
+            ],
             pass_fds=[theirs.fileno()],
             start_new_session=True,
             stdin=subprocess.DEVNULL,
@@ -322,7 +336,36 @@ def _connect() -> None:
         sock.close()
         raise NodeUnavailable(f"the node answered {type(welcome).__name__} instead of Welcome")
     _client = Client(sock, welcome.pid, node)
+    _client.max_frame = welcome.max_frame
     atexit.register(_close_at_exit, _client)
+
+
+def _check_owner(sock: socket.socket, path: str) -> None:
+    """Refuse a node run by another user before sending it anything (SO_PEERCRED): a socket
+    planted at LEGION_NODE, in a shared folder say, must never see our frames or secrets."""
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    peer_pid, peer_uid, _ = struct.unpack("3i", creds)
+    ours = os.getuid()
+    if peer_uid != ours:
+        raise NodeUnavailable(
+            f"refused the node at LEGION_NODE={path!r}: its socket is served by uid {peer_uid} "
+            f"(pid {peer_pid}), and this application runs as uid {ours}. Only a node of the same "
+            "user is joined; start your own with `legion node --socket PATH`"
+        )
+
+
+def _node_limits() -> list[str]:
+    """The embedded node's options for the limits set by `legion.configure` (else its
+    environment decides); a bad value is a ConfigError here, before any node starts."""
+    from ..config import ConfigError, global_config
+
+    layer = global_config()
+    try:
+        max_frame = wire.max_frame_setting(layer.get("max_frame_bytes"))
+        mailbox = wire.mailbox_setting(layer.get("max_mailbox_bytes"), max_frame)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return ["--max-frame-bytes", str(max_frame), "--max-mailbox-bytes", str(mailbox)]
 
 
 def _read_one(sock: socket.socket) -> wire.Frame:

@@ -25,6 +25,7 @@ from .errors import (
     CallingSelf,
     CallTimeout,
     LegionError,
+    MessageTooLarge,
     NoProc,
     NotRegistered,
     ProcessExit,
@@ -88,6 +89,7 @@ class Endpoint:
         self._dropped: set[Ref] = set()
         self.mailbox: deque[Any] = deque()
         self.trapping = False
+        self.max_frame = wire.DEFAULT_MAX_FRAME  # the node's limit, told in Welcome or Boot
         self._lock: AbstractContextManager[Any] = nullcontext()
 
     # -- supplied by subclasses ------------------------------------------------------------------
@@ -143,7 +145,12 @@ class Endpoint:
     # -- helpers ---------------------------------------------------------------------------------
 
     def send_frame(self, msg: wire.Frame) -> None:
-        self._write(wire.encode(msg))
+        """Write one frame; one larger than the node accepts is refused here, unsent
+        (`MessageTooLarge`), so the connection and the node never see it."""
+        data = wire.encode(msg)
+        if len(data) - 4 > self.max_frame:
+            raise MessageTooLarge(len(data) - 4, self.max_frame)
+        self._write(data)
 
     def make_ref(self) -> Ref:
         return Ref(self.pid.node, self.pid.serial, next(self._refs))
@@ -271,7 +278,12 @@ class Endpoint:
         ref = self.make_ref()
         with self._lock:
             self._calls.add(ref)
-        self.send_frame(wire.Call(dest, ref, payload))
+        try:
+            self.send_frame(wire.Call(dest, ref, payload))
+        except BaseException:  # refused (MessageTooLarge) or the node is gone
+            with self._lock:
+                self._calls.discard(ref)
+            raise
         return ref
 
     def _finish_call(self, ref: Ref, ok: bool, dest: Dest, timeout: float | None) -> Any:

@@ -17,6 +17,7 @@ __all__ = [
     "ChildRunning",
     "LegionError",
     "MaxChildren",
+    "MessageTooLarge",
     "NoProc",
     "NodeUnavailable",
     "NotRegistered",
@@ -69,6 +70,25 @@ class SpawnError(LegionError):
     def __init__(self, message: str, reason: Any = None) -> None:
         self.reason = reason
         super().__init__(message)
+
+
+class MessageTooLarge(LegionError, ValueError):
+    """A message (or any frame) is larger than the node accepts; refused at the sender.
+
+    Nothing was sent: the connection and every process live on. `size` is the encoded frame's
+    length in bytes, `limit` the node's `max_frame_bytes`.
+    """
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            f"message of {size} bytes (encoded) exceeds the node's limit of {limit} bytes "
+            "(max_frame_bytes); nothing was sent. Send a reference to large data (a file path, "
+            "a key) instead, or raise the limit where the node starts: "
+            "legion.configure(max_frame_bytes=...) before the first legion call (an embedded "
+            "node) or LEGION_MAX_FRAME_BYTES in the node's environment"
+        )
 
 
 class RegistryError(LegionError):

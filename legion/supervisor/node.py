@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import array
 import contextlib
+import errno
 import functools
 import itertools
 import logging
@@ -34,7 +35,8 @@ import trio
 from .. import telemetry
 from . import wire
 from .hosted import Inbox
-from .terms import Pid, Ref
+from .process import print_crash
+from .terms import Crash, Pid, Ref
 
 log = logging.getLogger("legion.node")
 
@@ -53,7 +55,10 @@ class Conn:
     whatever the socket does not take at once is left to the connection's writer task.
     """
 
-    __slots__ = ("_dirty", "_pending", "_raw", "_sock", "_wakeup", "backlog", "closed", "dirty")
+    __slots__ = (
+        "_dirty", "_pending", "_raw", "_sock", "_wakeup", "backlog", "closed", "dirty", "limit",
+        "overflow",
+    )  # fmt: skip
 
     def __init__(self, stream: trio.SocketStream, dirty: list[Conn]) -> None:
         self._sock = stream.socket
@@ -64,6 +69,8 @@ class Conn:
         self._dirty = dirty
         self.closed = False
         self.dirty = False
+        self.limit = 1 << 62  # a process's mailbox bound (`Node.mailbox_limit`), in bytes
+        self.overflow: Callable[[], None] | None = None  # called once past `limit`
 
     def push(self, msg: wire.Frame) -> None:
         self.push_bytes(wire.encode(msg))
@@ -73,6 +80,9 @@ class Conn:
         if not self.closed:
             self._pending.append(frame)
             self.backlog += len(frame)
+            if self.backlog > self.limit and self.overflow is not None:
+                self.overflow()
+                return
             if not self.dirty:
                 self.dirty = True
                 self._dirty.append(self)
@@ -273,8 +283,18 @@ class Zygote:
         box: list[Any] = []
         self._waiting[msg.id] = (event, box)
         fds = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))]
+        data = wire.encode_zygote(msg)
         async with self._lock:
-            await self._sock.sendmsg([wire.encode_zygote(msg)], fds)
+            try:
+                await self._sock.sendmsg([data], fds)
+            except (OSError, trio.ClosedResourceError) as exc:  # EMSGSIZE, or the zygote died
+                self._waiting.pop(msg.id, None)
+                error = (
+                    f"cannot hand the spawn to the zygote: {exc} (the request is {len(data)} "
+                    "bytes, with the caller's sys.path and cwd)"
+                )
+                log.error("%s", error)
+                return wire.Forked(msg.id, 0, error), -1
         await event.wait()
         return box[0], box[1] if len(box) > 1 else -1
 
@@ -294,8 +314,12 @@ class Zygote:
 class Node:
     """The controller's state and the handler for every frame kind."""
 
-    def __init__(self, name: str | None = None) -> None:
+    def __init__(
+        self, name: str | None = None, max_frame: int | None = None, mailbox: int | None = None
+    ) -> None:
         self.name = name or f"n{uuid.uuid4().hex[:8]}"
+        self.max_frame = wire.max_frame_setting(max_frame)
+        self.mailbox_limit = wire.mailbox_setting(mailbox, self.max_frame)
         self.pid = Pid(self.name, 0)
         self.procs: dict[Pid, Proc] = {}
         self.names: dict[str, Pid] = {}
@@ -358,33 +382,59 @@ class Node:
                 dirty.pop().flush()
 
     async def accept_app(self, stream: trio.SocketStream) -> None:
-        """Serve one application connection until it closes."""
-        reader = wire.FrameReader()
+        """Serve one application connection until it closes.
+
+        A connection whose first frame is not a well-formed `Hello` (garbage, a length beyond
+        `max_frame`, truncated or mistyped msgpack) is refused: logged and closed, and nothing
+        else is touched.
+        """
+        reader = wire.FrameReader(self.max_frame)
+        hello: Any = None
         try:
-            hello = None
             while hello is None:
                 data = await stream.receive_some(65536)
                 if not data:
+                    if reader.pending():
+                        log.warning("refused a connection: it closed inside its first frame")
+                    await stream.aclose()
                     return
                 for body in reader.feed(data):
                     hello = wire.decode(body)
                     break
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            await stream.aclose()
+            return
+        except Exception as exc:  # untrusted bytes: FrameError, DecodeError, RecursionError...
+            log.warning(
+                "refused a connection: its first frame is not a valid Hello (%s: %s)",
+                type(exc).__name__,
+                exc,
+            )
+            await stream.aclose()
             return
         if type(hello) is not wire.Hello:
+            log.warning(
+                "refused a connection: its first frame is %s, not Hello", type(hello).__name__
+            )
             await stream.aclose()
             return
         conn = self.conn(stream)
         proc = Proc(Pid(self.name, next(self.serials)), stream, conn, is_app=True)
         self.procs[proc.pid] = proc
-        conn.push(wire.Welcome(proc.pid))
+        conn.push(wire.Welcome(proc.pid, self.max_frame))
         self.flush()
         self.nursery.start_soon(conn.writer)
         await self.serve(proc, reader)
 
     async def serve(self, proc: Proc, reader: wire.FrameReader | None = None) -> None:
-        """Handle a connection's frames in order; at EOF, the process is dead."""
-        reader = reader or wire.FrameReader()
+        """Handle a connection's frames in order; at EOF, the process is dead.
+
+        Errors stay with the connection that caused them. A frame that does not decode is
+        dropped with a log line (the stream is still framed); a length beyond `max_frame` (a
+        peer that does not check sizes as `Endpoint.send_frame` does) or a handler failing on a
+        frame ends this connection only, the process with reason `("protocol_error", text)`.
+        """
+        reader = reader or wire.FrameReader(self.max_frame)
         handlers = self._handlers
         assert proc.stream is not None
         sock = raw_socket(proc.stream)  # non-blocking: one syscall per read, no checkpoints
@@ -405,20 +455,42 @@ class Node:
                     except Exception as exc:
                         log.error("dropped a malformed frame from %r: %s", proc.pid, exc)
                         continue
-                    if type(msg) is telemetry_frame:
-                        self.on_telemetry(proc, msg, body)
-                        continue
-                    handler = handlers.get(type(msg))
-                    if handler is None:
-                        log.error("dropped an unexpected %s from %r", type(msg).__name__, proc.pid)
-                        continue
-                    handler(proc, msg)
+                    try:
+                        if type(msg) is telemetry_frame:
+                            self.on_telemetry(proc, msg, body)
+                            continue
+                        handler = handlers.get(type(msg))
+                        if handler is None:
+                            log.error(
+                                "dropped an unexpected %s from %r", type(msg).__name__, proc.pid
+                            )
+                            continue
+                        handler(proc, msg)
+                    except Exception as exc:
+                        raise _ProtocolError(
+                            f"the node could not handle a {type(msg).__name__} frame: {exc!r}"
+                        ) from exc
                 self.flush()
                 if len(data) < 262144:
                     await wait_readable(sock)
-        except (OSError, trio.ClosedResourceError, ValueError):
+        except (OSError, trio.ClosedResourceError):
             pass
+        except (wire.FrameError, _ProtocolError) as exc:
+            self._protocol_error(proc, exc)
         await self._died(proc)
+
+    def _protocol_error(self, proc: Proc, exc: Exception) -> None:
+        """A connection broke the protocol: log why, then end it (and its process) alone."""
+        text = str(exc)
+        log.error(
+            "closed the connection of %r: %s", proc.pid, text, exc_info=exc.__cause__ is not None
+        )
+        reason = ("protocol_error", text)
+        if proc.is_app:
+            proc.exit_reason = reason
+        else:
+            self.kill(proc, reason)
+        self.flush()
 
     async def _died(self, proc: Proc) -> None:
         if proc.is_app:
@@ -649,16 +721,47 @@ class Node:
         if msg.hosted:
             self.host(proc, msg)
             return
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        except OSError as exc:  # EMFILE/ENFILE: out of descriptors; the caller hears why
+            error = f"cannot start {msg.qualname}: the node cannot open its connection ({exc})"
+            if exc.errno in (errno.EMFILE, errno.ENFILE):
+                error += "; each process holds 2 of the node's file descriptors: raise the "
+                error += "limit (ulimit -n) or run fewer processes"
+            log.error("%s", error)
+            proc.conn.push(wire.Ack(msg.req, error, "spawn_failed"))
+            return
         stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
-        child = Proc(Pid(self.name, next(self.serials)), stream, self.conn(stream), is_app=False)
+        conn = self.conn(stream)
+        child = Proc(Pid(self.name, next(self.serials)), stream, conn, is_app=False)
+        conn.limit = self.mailbox_limit
+        conn.overflow = functools.partial(self.mailbox_full, child)
         if msg.name is not None:
             self.names[msg.name] = child.pid
             child.name = msg.name
+        parent = proc.pid if msg.link else None
         child.conn.push(
-            wire.Boot(child.pid, proc.pid if msg.link else None, msg.arg, msg.has_arg, msg.sync)
+            wire.Boot(child.pid, parent, msg.arg, msg.has_arg, msg.sync, self.max_frame)
         )
         self.nursery.start_soon(self._fork, proc, child, msg, theirs)
+
+    def mailbox_full(self, proc: Proc) -> None:
+        """`proc` left more than `mailbox_limit` bytes unread: kill it, as OTP's max_heap_size
+        kills a process whose heap (mailbox included) outgrew its bound, with a reason that
+        says so; its links, monitors and callers learn it as from any death."""
+        conn = proc.conn
+        assert isinstance(conn, Conn)
+        waiting = conn.backlog
+        conn.overflow = None
+        conn.close()  # what it would never read is freed now
+        self.metrics.mailbox_overflows.inc()
+        module, qualname = proc.target or ("?", "?")
+        log.error(
+            "killed %r (%s.%s): %d bytes of messages waited for it, over its mailbox limit of %d "
+            "bytes (max_mailbox_bytes, LEGION_MAX_MAILBOX_BYTES)",
+            proc.pid, module, qualname, waiting, self.mailbox_limit,
+        )  # fmt: skip
+        self.kill(proc, ("mailbox_full", self.mailbox_limit))
 
     async def _fork(self, proc: Proc, child: Proc, msg: wire.Spawn, theirs: socket.socket) -> None:
         def request(id_: int) -> wire.Fork:
@@ -735,16 +838,21 @@ class Node:
         self.nursery.start_soon(hosted.run, self, child, behaviour, msg, parent)
 
     def on_init_done(self, proc: Proc, msg: wire.InitDone) -> None:
-        if proc.start is None:
-            return
-        spawner, req = proc.start
+        spawner, req = proc.start if proc.start is not None else (None, 0)
         proc.start = None
-        other = self.procs.get(spawner)
+        other = self.procs.get(spawner) if spawner is not None else None
         if msg.ok:
             if other is not None:
                 other.conn.push(wire.Ack(req, proc.pid, None))
             return
-        proc.links.discard(spawner)
+        crash = msg.reason if isinstance(msg.reason, Crash) and msg.reason.traceback else None
+        if crash is not None and (other is None or other.host is not None):
+            # the process leaves its traceback to the spawner, which raises it in an InitError
+            # when it is an application or a process: print it here for the others
+            name = proc.target[1] if proc.target is not None else "process"
+            print_crash(name, proc.pid, crash)
+        if spawner is not None:
+            proc.links.discard(spawner)
         if other is not None:
             other.links.discard(proc.pid)
             if msg.ignore:
@@ -938,14 +1046,16 @@ class Node:
             await self.zygote.wait_closed()
 
 
+class _ProtocolError(Exception):
+    """A frame the node cannot handle: it ends the connection that sent it, nothing else."""
+
+
 def _status_reason(status: int) -> Any:
     if os.WIFSIGNALED(status):
         return "killed"
     code = os.waitstatus_to_exitcode(status)
     if code == 0:
         return "normal"
-    from .terms import Crash
-
     return Crash("SystemExit", f"the process exited with status {code} without a reason")
 
 
@@ -957,9 +1067,17 @@ def _install(node: Node) -> None:
     telemetry.set_forward(node.telemetry_sink)
 
 
-async def run_embedded(fd: int, metrics_port: int | None = None) -> None:
-    """Serve one application over the socket `fd`; stop everything when it disconnects."""
-    node = Node()
+async def run_embedded(
+    fd: int,
+    metrics_port: int | None = None,
+    max_frame: int | None = None,
+    mailbox: int | None = None,
+) -> None:
+    """Serve one application over the socket `fd`; stop everything when it disconnects.
+
+    `max_frame` and `mailbox`: the node's limits in bytes (None: the environment's or the
+    default; see `wire.max_frame_setting`)."""
+    node = Node(max_frame=max_frame, mailbox=mailbox)
     _install(node)
     sock = socket.socket(fileno=fd)
     stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
@@ -979,9 +1097,11 @@ async def run_service(
     metrics_host: str = "127.0.0.1",
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    max_frame: int | None = None,
+    mailbox: int | None = None,
 ) -> None:
     """Serve applications that connect to the Unix socket `path` until SIGINT/SIGTERM."""
-    node = Node()
+    node = Node(max_frame=max_frame, mailbox=mailbox)
     _install(node)
     if os.path.exists(path):
         os.unlink(path)
@@ -1046,15 +1166,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--socket")
     parser.add_argument("--metrics-port", type=int)
     parser.add_argument("--metrics-host", default="127.0.0.1")
+    parser.add_argument("--max-frame-bytes", type=int, help=f"default: ${wire.MAX_FRAME_ENV}")
+    parser.add_argument("--max-mailbox-bytes", type=int, help=f"default: ${wire.MAILBOX_ENV}")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="legion node: %(message)s")
+    try:
+        max_frame = wire.max_frame_setting(args.max_frame_bytes)
+        mailbox = wire.mailbox_setting(args.max_mailbox_bytes, max_frame)
+    except ValueError as exc:
+        parser.error(str(exc))
     _raise_fd_limit()
     _refuse_the_api_here()
     if args.embedded_fd is not None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        trio.run(run_embedded, args.embedded_fd, args.metrics_port)
+        trio.run(run_embedded, args.embedded_fd, args.metrics_port, max_frame, mailbox)
     else:
-        trio.run(run_service, args.socket, args.metrics_port, args.metrics_host)
+        serve = functools.partial(run_service, max_frame=max_frame, mailbox=mailbox)
+        trio.run(serve, args.socket, args.metrics_port, args.metrics_host)
 
 
 if __name__ == "__main__":

@@ -77,6 +77,7 @@ class Worker(Endpoint):
         self.base_tasks = 0  # trio tasks alive when the target starts: the loop's own and ours
         self.events: list[wire.TelemetryEvent] = []  # not yet written (see `queue_event`)
         self._flush_scope: trio.CancelScope | None = None
+        self.init_failure_sent = False  # the spawner got the failure of `init` (and prints it)
 
     # -- the connection --------------------------------------------------------------------------
 
@@ -84,11 +85,16 @@ class Worker(Endpoint):
         try:
             with self._write_lock:
                 if self.events:  # queued telemetry goes first: the node sees frames in order
-                    data = _encode_events(self.events) + data
+                    data = _encode_events(self.events, self.max_frame) + data
                     self.events = []  # the flush deadline stays: see `queue_event`
                 wire.send_all(self._sock, data)
         except OSError:
             node_gone()
+
+    def send_frame(self, msg: wire.Frame) -> None:
+        if type(msg) is wire.InitDone and not msg.ok:
+            self.init_failure_sent = True
+        super().send_frame(msg)
 
     def _on_loop(self) -> bool:
         return threading.get_ident() == self._loop_thread
@@ -135,7 +141,7 @@ class Worker(Endpoint):
     def _send_events(self, events: list[wire.TelemetryEvent]) -> None:
         """Write `events` now (the write lock held)."""
         try:
-            wire.send_all(self._sock, _encode_events(events))
+            wire.send_all(self._sock, _encode_events(events, self.max_frame))
         except OSError:
             pass  # the node is gone: the process learns it from its next read
 
@@ -174,6 +180,7 @@ class Worker(Endpoint):
             self.boot = msg
             self.pid = msg.pid
             self.parent = msg.parent
+            self.max_frame = msg.max_frame
         elif type(msg) is wire.StopIn:
             if self.is_server:
                 self.mailbox.append(SystemStop(msg.reason))
@@ -251,21 +258,32 @@ class Worker(Endpoint):
         )
 
 
-def _encode_events(events: list[wire.TelemetryEvent]) -> bytes:
-    """One Telemetry frame for the queued events; an event the wire cannot carry (a measurement
-    of an odd type, say) is dropped with a line on stderr, never the frame it rides with."""
+def _encode_events(events: list[wire.TelemetryEvent], limit: int) -> bytes:
+    """Telemetry frames for the queued events, one frame when it fits in `limit` bytes. An event
+    the wire cannot carry (a measurement of an odd type, say) or larger than the limit is
+    dropped with a line on stderr, never the frames it rides with."""
     try:
-        return wire.encode(wire.Telemetry(events))
+        data = wire.encode(wire.Telemetry(events))
+        if len(data) - 4 <= limit:
+            return data
     except TypeError:
-        kept = []
-        for one in events:
-            try:
-                wire.encode(wire.Telemetry([one]))
-            except TypeError as exc:
-                print(f"legion: telemetry event {one[0]!r} dropped: {exc}", file=sys.stderr)
-            else:
-                kept.append(one)
-        return wire.encode(wire.Telemetry(kept)) if kept else b""
+        pass
+    frames = []
+    for one in events:
+        try:
+            frame = wire.encode(wire.Telemetry([one]))
+        except TypeError as exc:
+            print(f"legion: telemetry event {one[0]!r} dropped: {exc}", file=sys.stderr)
+            continue
+        if len(frame) - 4 > limit:
+            print(
+                f"legion: telemetry event {one[0]!r} dropped: {len(frame) - 4} bytes, over the "
+                f"node's limit of {limit} (max_frame_bytes)",
+                file=sys.stderr,
+            )
+            continue
+        frames.append(frame)
+    return b"".join(frames)
 
 
 def node_gone() -> NoReturn:
@@ -276,21 +294,39 @@ def node_gone() -> NoReturn:
 def finish(worker: Worker, reason: Any) -> NoReturn:
     """Tell the node why this process ends, then end it."""
     try:
-        if isinstance(reason, Crash) and reason.traceback:
-            name = getattr(worker.target, "__qualname__", "process")
-            print(f"legion: {name} {worker.pid!r} crashed:\n{reason.traceback}", file=sys.stderr)
+        if isinstance(reason, Crash) and reason.traceback and not worker.init_failure_sent:
+            print_crash(getattr(worker.target, "__qualname__", "process"), worker.pid, reason)
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
             except Exception:
                 pass
-        try:
-            frame = wire.encode(wire.Exiting(reason))
-        except TypeError:
-            frame = wire.encode(wire.Exiting(repr(reason)))
-        worker._write(frame)
+        worker._write(_exiting_frame(reason, worker.max_frame))
     finally:
         os._exit(0)
+
+
+def print_crash(name: str, pid: Pid, reason: Crash) -> None:
+    """A crash's traceback on stderr, once per crash: by the process, or by the node when the
+    process handed it to a spawner that does not raise it (see `Node.on_init_done`)."""
+    print(f"legion: {name} {pid!r} crashed:\n{reason.traceback}", file=sys.stderr, flush=True)
+
+
+def _exiting_frame(reason: Any, limit: int) -> bytes:
+    """The last frame: the exit reason, as a repr if the wire cannot carry it, cut short if it
+    is larger than the node accepts (a crash with a huge message, say)."""
+    try:
+        frame = wire.encode(wire.Exiting(reason))
+    except TypeError:
+        frame = wire.encode(wire.Exiting(repr(reason)[:65536]))
+    if len(frame) - 4 <= limit:
+        return frame
+    keep = limit // 16  # three texts of `keep` characters, 4 UTF-8 bytes at most: 3/4 of it
+    if isinstance(reason, Crash):
+        reason = Crash(reason.type[:keep], reason.message[:keep], reason.traceback[-keep:])
+    else:
+        reason = repr(reason)[:keep]
+    return wire.encode(wire.Exiting(reason))
 
 
 def reason_of(exc: BaseException) -> Any:

@@ -11,6 +11,7 @@ Direction is in the name: `*In` frames go from the node to a process; the others
 
 from __future__ import annotations
 
+import os
 import select
 import socket
 import struct
@@ -21,10 +22,26 @@ import msgspec
 
 from .terms import VALUE_TYPES, Pid, Ref, Timeout, _TimeoutType
 
-__all__ = ["FrameReader", "decode", "decode_term", "encode", "encode_term", "frame"]
+__all__ = [
+    "DEFAULT_MAX_FRAME",
+    "FrameError",
+    "FrameReader",
+    "decode",
+    "decode_term",
+    "encode",
+    "encode_term",
+    "frame",
+    "mailbox_setting",
+    "max_frame_setting",
+]
 
 _HEADER = struct.Struct("<I")
-MAX_FRAME = 64 * 1024 * 1024
+DEFAULT_MAX_FRAME = 64 * 1024 * 1024
+"""The default cap on one frame's body, in bytes: the node's `max_frame_bytes`."""
+MAX_FRAME_ENV = "LEGION_MAX_FRAME_BYTES"
+DEFAULT_MAILBOX = 256 * 1024 * 1024
+"""The default bound on the bytes the node holds for one process that does not read them."""
+MAILBOX_ENV = "LEGION_MAX_MAILBOX_BYTES"
 _EXT_CODES = {cls: code for code, cls in enumerate(VALUE_TYPES, start=1)}
 
 
@@ -80,12 +97,15 @@ class Boot(_Frame):
     arg: msgspec.Raw
     has_arg: bool
     sync: bool
+    max_frame: int = DEFAULT_MAX_FRAME  # the node's limit, as in Welcome
 
 
 class Welcome(_Frame):
-    """The node's answer to `Hello`: the application connection's own pid."""
+    """The node's answer to `Hello`: the application connection's own pid, and the largest
+    frame body the node accepts (the sender refuses a larger one: `MessageTooLarge`)."""
 
     pid: Pid
+    max_frame: int = DEFAULT_MAX_FRAME
 
 
 # -- requests to the node (from the application or a process) ------------------------------------
@@ -344,15 +364,24 @@ def decode_zygote(data: bytes) -> ZygoteFrame:
 
 
 def encode_term(value: Any) -> msgspec.Raw:
-    """Encode a user value. A value msgpack cannot carry is a `TypeError` naming its type."""
+    """Encode a user value. A value msgpack cannot carry is a `TypeError` naming its type
+    (an int beyond msgpack's 64 bits included)."""
     try:
         return msgspec.Raw(_encoder.encode(value))
-    except TypeError as exc:
-        raise TypeError(
-            f"cannot send a value of type {_culprit(value)}: messages must be msgspec-encodable "
-            "(None, bool, int, float, str, bytes, list, tuple, dict, set, msgspec.Struct, "
-            f"dataclass, enum, datetime, UUID, Decimal, Pid, Ref) ({exc})"
-        ) from None
+    except (TypeError, OverflowError) as exc:
+        raise _unencodable(value, exc) from None
+
+
+def _unencodable(value: Any, exc: Exception) -> TypeError:
+    culprit = _culprit(value)
+    hint = ""
+    if isinstance(exc, OverflowError):
+        hint = "; msgpack carries ints from -2**63 to 2**64 - 1: send a larger one as a str"
+    return TypeError(
+        f"cannot send a value of type {culprit}: messages must be msgspec-encodable "
+        "(None, bool, int, float, str, bytes, list, tuple, dict, set, msgspec.Struct, "
+        f"dataclass, enum, datetime, UUID, Decimal, Pid, Ref) ({exc}{hint})"
+    )
 
 
 def _culprit(value: Any) -> str:
@@ -362,13 +391,16 @@ def _culprit(value: Any) -> str:
         item = stack.pop()
         try:
             _encoder.encode(item)
-        except TypeError:
+        except (TypeError, OverflowError):
             if isinstance(item, dict):
                 stack.extend(item.keys())
                 stack.extend(item.values())
                 continue
             if isinstance(item, list | tuple | set | frozenset):
                 stack.extend(item)
+                continue
+            if isinstance(item, _Frame):  # a protocol frame: look at its fields
+                stack.extend(getattr(item, name) for name in item.__struct_fields__)
                 continue
             cls = type(item)
             return f"{cls.__module__}.{cls.__qualname__}"
@@ -388,8 +420,12 @@ def none_term() -> msgspec.Raw:
 
 
 def encode(msg: Frame) -> bytes:
-    """One complete frame: length header plus body."""
-    body = _encoder.encode(msg)
+    """One complete frame: length header plus body. A value inside that msgpack cannot carry
+    (an exit reason, say) is the same `TypeError` as `encode_term`'s."""
+    try:
+        body = _encoder.encode(msg)
+    except (TypeError, OverflowError) as exc:
+        raise _unencodable(msg, exc) from None
     return _HEADER.pack(len(body)) + body
 
 
@@ -417,23 +453,78 @@ def send_all(sock: socket.socket, data: bytes) -> None:
         view = view[sent:]
 
 
+def max_frame_setting(value: Any = None) -> int:
+    """The node's frame limit: `value` if given, else LEGION_MAX_FRAME_BYTES, else the default.
+
+    A ValueError names the setting when it is not an int from 1 KiB to 4 GiB - 1 (the range
+    of the 4-byte length header).
+    """
+    return _byte_setting(value, "max_frame_bytes", MAX_FRAME_ENV, DEFAULT_MAX_FRAME, 0xFFFFFFFF)
+
+
+def mailbox_setting(value: Any = None, max_frame: int = DEFAULT_MAX_FRAME) -> int:
+    """The node's per-process mailbox limit in bytes: `value`, else LEGION_MAX_MAILBOX_BYTES,
+    else 256 MiB (at least 4 frames of `max_frame` bytes). It must hold two such frames, so
+    that one message of the largest size (with the framing the node adds) never trips it."""
+    default = max(DEFAULT_MAILBOX, 4 * max_frame)
+    return _byte_setting(value, "max_mailbox_bytes", MAILBOX_ENV, default, 2**62, 2 * max_frame)
+
+
+def _byte_setting(
+    value: Any, key: str, env: str, default: int, maximum: int, minimum: int = 1024
+) -> int:
+    source = key
+    if value is None:
+        value = os.environ.get(env) or None
+        source = env
+        if value is None:
+            return default
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = -1
+    if isinstance(value, bool) or not minimum <= number <= maximum:
+        raise ValueError(
+            f"{source} must be a number of bytes from {minimum} to {maximum}, got {value!r}"
+        )
+    return number
+
+
+class FrameError(ValueError):
+    """The byte stream is not a sequence of acceptable frames (a length beyond the limit)."""
+
+
 class FrameReader:
-    """Splits a byte stream into frame bodies. Feed it what the socket gave; iterate the frames."""
+    """Splits a byte stream into frame bodies. Feed it what the socket gave; iterate the frames.
 
-    __slots__ = ("_buf",)
+    `limit` caps a frame's length (the node reads its peers with its `max_frame_bytes`); a larger
+    length prefix is a `FrameError` as soon as the prefix arrives (the frame is never waited
+    for): the stream cannot be trusted past it, so the reader's owner closes the connection.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_buf", "limit")
+
+    def __init__(self, limit: int = 0xFFFFFFFF) -> None:
         self._buf = bytearray()
+        self.limit = limit
+
+    def pending(self) -> int:
+        """Bytes received that do not complete a frame yet."""
+        return len(self._buf)
 
     def feed(self, data: bytes) -> Iterator[bytes]:
         buf = self._buf
         buf += data
         pos, end = 0, len(buf)
+        limit = self.limit
         try:
             while end - pos >= 4:
                 (size,) = _HEADER.unpack_from(buf, pos)
-                if size > MAX_FRAME:
-                    raise ValueError(f"frame of {size} bytes exceeds the {MAX_FRAME}-byte cap")
+                if size > limit:
+                    raise FrameError(
+                        f"a frame of {size} bytes exceeds the limit of {limit} bytes "
+                        "(max_frame_bytes)"
+                    )
                 if end - pos - 4 < size:
                     break
                 body = bytes(buf[pos + 4 : pos + 4 + size])

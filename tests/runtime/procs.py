@@ -15,7 +15,8 @@ class Probe(legion.Server):
     arg: {"owner": pid, "trap": bool, "forward": bool}. Calls are commands: ("echo", x),
     ("trap", flag), ("link", pid), ("unlink", pid), ("monitor", dest), ("exit", pid, reason),
     ("raise", text), ("stop", reason, reply), ("call", dest, request, timeout), ("send", dest, msg),
-    ("register", name), ("noreply",), ("reply", from_, value), ("sleep", seconds), ("self",).
+    ("register", name), ("big", n), ("sendbig", dest, n), ("noreply",), ("reply", from_, value),
+    ("sleep", seconds), ("self",).
     """
 
     def init(self, arg: Any) -> Any:
@@ -66,6 +67,11 @@ class Probe(legion.Server):
             return legion.call(args[0], args[1], timeout=args[2])
         if cmd == "send":
             legion.send(args[0], args[1])
+            return "ok"
+        if cmd == "big":  # a reply of args[0] bytes
+            return b"y" * args[0]
+        if cmd == "sendbig":  # send args[1] bytes to args[0]
+            legion.send(args[0], b"y" * args[1])
             return "ok"
         if cmd == "register":
             legion.register(args[0])
@@ -129,6 +135,19 @@ def idle() -> None:
     legion.receive()
 
 
+def crash_with(size: int) -> None:
+    """Crash with an exception message of `size` characters."""
+    raise ValueError("m" * size)
+
+
+def emit_then_report(args: Any) -> None:
+    """Emit a telemetry event of about `size` bytes, then send "emitted" to `owner`."""
+    owner, size = args
+    legion.telemetry.emit(("test", "big"), {}, {f"k{i}": "b" * 1000 for i in range(size // 1000)})
+    legion.send(owner, "emitted")
+    legion.receive()
+
+
 def crash_at_once() -> None:
     raise ValueError("crashed at once")
 
@@ -178,6 +197,13 @@ class Slow(legion.Server):
         if request[0] == "die":
             raise legion.ProcessExit(request[1])
         return request
+
+
+def sleeper() -> None:
+    """Block without reading its mailbox (a handler stuck in a long synchronous call)."""
+    import time
+
+    time.sleep(3600)
 
 
 def spin() -> None:
