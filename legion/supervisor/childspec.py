@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 
+from .api import check_target
 from .endpoint import target_path
 from .errors import LegionError
 
@@ -153,6 +154,7 @@ def child_spec(
     "infinity" for a supervisor (OTP's defaults); `type` defaults to "supervisor" when `cls` is a
     supervisor. `name` registers the child under that name each time it starts.
     """
+    check_target(cls, "legion.child_spec")
     module, qualname = target_path(cls)
     hosted = bool(getattr(cls, "_legion_host", None))
     main_path = None
