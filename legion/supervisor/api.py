@@ -60,14 +60,14 @@ def check_timeout(timeout: Any, what: str) -> Any:
     return timeout
 
 
-def _call_timeout(dest: Dest, timeout: Any) -> tuple[float | None, bool]:
+def _call_timeout(timeout: Any, what: str) -> tuple[float | None, bool]:
     """(timeout, extendable): the default is 5 s, lifted when the callee reports that it
     accepted a long call (an agent sends `CallProgress` when it accepts a turn)."""
     if timeout is _DEFAULT_TIMEOUT:
         return 5.0, True
     if type(timeout) is _DefaultTimeout:
         return float(timeout), False
-    result: float | None = check_timeout(timeout, "legion.call")
+    result: float | None = check_timeout(timeout, what)
     return result, False
 
 
@@ -88,6 +88,10 @@ def _endpoint() -> Endpoint:
 # -- what can run as a process ---------------------------------------------------------------------
 
 
+def _is_agent(target: Any) -> bool:
+    return getattr(target, "__legion_agent__", False) is True
+
+
 def check_target(target: Any, what: str) -> None:
     """Refuse, at the call, a target no process could run.
 
@@ -98,6 +102,11 @@ def check_target(target: Any, what: str) -> None:
     definitions) are checked when the spawn is encoded.
     """
     if isinstance(target, type):
+        if _is_agent(target) and what.endswith("spawn"):
+            raise TypeError(
+                f"{what}: {target.__qualname__} is a legion.Agent, which needs its configuration "
+                "at start: use legion.start_link(...) or legion.start(...)"
+            )
         if issubclass(target, Server) or callable(getattr(target, "_legion_host", None)):
             return
         raise TypeError(
@@ -231,10 +240,6 @@ async def aspawn(
     return result
 
 
-def _is_agent(target: Any) -> bool:
-    return getattr(target, "__legion_agent__", False) is True
-
-
 @overload
 def start_link(
     target: _Starts | _Function,
@@ -341,21 +346,38 @@ def start(
     *,
     name: str | None = None,
     timeout: float | None = None,
+    **config: Any,
 ) -> Pid: ...
 
 
 @overload
 def start(
-    target: _MayIgnore, arg: Any = None, *, name: str | None = None, timeout: float | None = None
+    target: _MayIgnore,
+    arg: Any = None,
+    *,
+    name: str | None = None,
+    timeout: float | None = None,
+    **config: Any,
 ) -> Pid | None: ...
 
 
 def start(
-    target: Any, arg: Any = None, *, name: str | None = None, timeout: float | None = None
+    target: Any,
+    arg: Any = None,
+    *,
+    name: str | None = None,
+    timeout: float | None = None,
+    **config: Any,
 ) -> Pid | None:
     """Like `start_link`, without the link."""
     check_target(target, "legion.start")
     timeout = check_timeout(timeout, "legion.start")
+    if _is_agent(target):
+        from legion.agent import start_agent
+
+        return start_agent(target, arg, name=name, timeout=timeout, link=False, **config)
+    if config:
+        raise TypeError(f"unexpected keyword arguments for a server: {sorted(config)}")
     pid: Pid | None = _endpoint().spawn(target, arg, name=name, sync=True, timeout=timeout)
     return pid
 
@@ -367,20 +389,37 @@ async def astart(
     *,
     name: str | None = None,
     timeout: float | None = None,
+    **config: Any,
 ) -> Pid: ...
 
 
 @overload
 async def astart(
-    target: _MayIgnore, arg: Any = None, *, name: str | None = None, timeout: float | None = None
+    target: _MayIgnore,
+    arg: Any = None,
+    *,
+    name: str | None = None,
+    timeout: float | None = None,
+    **config: Any,
 ) -> Pid | None: ...
 
 
 async def astart(
-    target: Any, arg: Any = None, *, name: str | None = None, timeout: float | None = None
+    target: Any,
+    arg: Any = None,
+    *,
+    name: str | None = None,
+    timeout: float | None = None,
+    **config: Any,
 ) -> Pid | None:
     check_target(target, "legion.astart")
     timeout = check_timeout(timeout, "legion.astart")
+    if _is_agent(target):
+        from legion.agent import astart_agent
+
+        return await astart_agent(target, arg, name=name, timeout=timeout, link=False, **config)
+    if config:
+        raise TypeError(f"unexpected keyword arguments for a server: {sorted(config)}")
     pid: Pid | None = await _endpoint().aspawn(target, arg, name=name, sync=True, timeout=timeout)
     return pid
 
@@ -396,11 +435,12 @@ def call(dest: Dest, request: Any, timeout: float | None = _DEFAULT_TIMEOUT) -> 
     (pass `timeout=None` for an agent started elsewhere). An agent's turn returns its value or
     raises `legion.AgentCancelled`.
     """
-    return unwrap_reply(_endpoint().call(dest, request, *_call_timeout(dest, timeout)))
+    return unwrap_reply(_endpoint().call(dest, request, *_call_timeout(timeout, "legion.call")))
 
 
 async def acall(dest: Dest, request: Any, timeout: float | None = _DEFAULT_TIMEOUT) -> Any:
-    return unwrap_reply(await _endpoint().acall(dest, request, *_call_timeout(dest, timeout)))
+    limit = _call_timeout(timeout, "legion.acall")
+    return unwrap_reply(await _endpoint().acall(dest, request, *limit))
 
 
 def cast(dest: Dest, message: Any) -> None:

@@ -75,3 +75,18 @@ class LateJoiner(legion.Server):
 
     def handle_call(self, request: Any, from_: legion.From) -> Any:
         return request
+
+
+class NotAServer:
+    """A class that forgot to subclass legion.Server."""
+
+    def init(self, arg: Any) -> None:
+        pass
+
+
+def quick(arg: Any = None) -> None:
+    """A function process: it returns at once."""
+
+
+class QuietAgent(legion.Agent):
+    """Answers nothing: the tests only start and stop it."""
