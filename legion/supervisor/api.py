@@ -9,6 +9,7 @@ an `a` prefix (`call`/`acall`), which works under trio and asyncio and never blo
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Awaitable, Callable
 from types import CodeType
 from typing import TYPE_CHECKING, Any, Literal, Protocol, overload
@@ -40,7 +41,8 @@ _TURN_KEY = "$legion.turn"
 def check_timeout(timeout: Any, what: str) -> Any:
     """`timeout` as the runtime uses it, or a clear error naming `what` took it.
 
-    A timeout is None (no limit) or a number of seconds >= 0; `math.inf` waits forever too.
+    A timeout is None (no limit) or a number of seconds >= 0; `math.inf` waits forever too, as
+    does anything past `threading.TIMEOUT_MAX` (about 292 years, more than the OS can wait).
     NaN and negative numbers are refused with `ValueError` (NaN compares false with everything,
     so it would otherwise mean "forever" in one place and "at once" in another), and anything
     that is not a number with `TypeError`.
@@ -52,11 +54,13 @@ def check_timeout(timeout: Any, what: str) -> Any:
             f"{what}: timeout must be None or a number of seconds, "
             f"not {type(timeout).__name__} {timeout!r}"
         )
-    if math.isnan(timeout) or timeout < 0:
+    if timeout != timeout or timeout < 0:  # NaN is the one value unequal to itself
         raise ValueError(
             f"{what}: timeout must be None (no limit) or a number of seconds >= 0 "
             f"(math.inf also waits forever), not {timeout!r}"
         )
+    if timeout > threading.TIMEOUT_MAX:
+        return math.inf
     return timeout
 
 

@@ -88,5 +88,12 @@ def quick(arg: Any = None) -> None:
     """A function process: it returns at once."""
 
 
+def receive_once(owner: legion.Pid) -> None:
+    """Tell `owner` it is about to wait, wait for one message with a timeout of 115 days, and
+    send the message back."""
+    legion.send(owner, ("waiting",))
+    legion.send(owner, ("received", legion.receive(timeout=1e7)))
+
+
 class QuietAgent(legion.Agent):
     """Answers nothing: the tests only start and stop it."""

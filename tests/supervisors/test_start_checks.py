@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from pool_workers import Member, NotAServer, QuietAgent, quick
+from pool_workers import Member, NotAServer, QuietAgent, quick, receive_once
 from sup_helpers import kill_and_wait
 
 import legion
@@ -128,6 +128,21 @@ def test_zero_and_infinite_timeouts_mean_at_once_and_forever() -> None:
         assert legion.receive(timeout=math.inf, match=lambda m: m[0] == "got") == ["got", pid, 3]
     finally:
         kill_and_wait(pid)
+
+
+@pytest.mark.parametrize("long", [1e7, 1e12, 10**400], ids=["115 days", "31,000 years", "10**400"])
+def test_a_very_long_timeout_waits_like_any_other(long: float) -> None:
+    """Past what one poll() can wait (24.8 days) or the OS at all (threading.TIMEOUT_MAX):
+    the application and a process both wait, in slices or for ever."""
+    pid = _member()
+    try:
+        assert legion.call(pid, ("echo", 4), timeout=long) == [pid, 4]
+    finally:
+        kill_and_wait(pid)
+    waiter = legion.spawn(receive_once, legion.self())
+    legion.receive(timeout=10, match=lambda m: m == ["waiting"])
+    legion.send(waiter, "hi")
+    assert legion.receive(timeout=10, match=lambda m: m[0] == "received") == ["received", "hi"]
 
 
 def re_name(name: str) -> str:
