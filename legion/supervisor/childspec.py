@@ -155,6 +155,13 @@ def child_spec(
     supervisor. `name` registers the child under that name each time it starts.
     """
     check_target(cls, "legion.child_spec")
+    if getattr(cls, "__legion_agent__", False) is True and not (
+        isinstance(arg, dict) and "inherit" in arg  # what Agent.child_spec prepares
+    ):
+        raise TypeError(
+            f"legion.child_spec: {cls.__qualname__} is a legion.Agent, which needs its "
+            f"configuration at start: use {cls.__qualname__}.child_spec(task, ...)"
+        )
     module, qualname = target_path(cls)
     hosted = bool(getattr(cls, "_legion_host", None))
     main_path = None

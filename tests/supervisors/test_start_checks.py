@@ -56,9 +56,12 @@ def test_functions_servers_and_supervisors_still_start() -> None:
     kill_and_wait(server, sup)
 
 
-def test_an_agent_starts_with_start_not_spawn() -> None:
+def test_an_agent_starts_with_start_or_its_own_child_spec() -> None:
     with pytest.raises(TypeError, match=r"QuietAgent is a legion\.Agent.*legion\.start_link"):
         legion.spawn(QuietAgent)
+    with pytest.raises(TypeError, match=r"QuietAgent is a legion\.Agent.*QuietAgent\.child_spec"):
+        legion.child_spec(QuietAgent, "a task")
+    assert QuietAgent.child_spec().qualname == "QuietAgent"
     pid = legion.start(QuietAgent)  # unlinked, configured like start_link's
     assert pid is not None
     legion.stop(pid)
