@@ -443,19 +443,21 @@ def call(
     `legion.call` raises it: a `ProcessExit` once the request was delivered (the member may have
     handled it, so it is never sent twice), `CallTimeout`, `AgentCancelled` for an agent.
     Raises `EmptyGroup` (a `NoProc`) when there is no member to call, or `NoProc` when the
-    second member was gone too.
+    second member was gone too. A member that calls its own group is never picked itself (a
+    process calling itself would deadlock): it reaches another member.
 
     `timeout` bounds the whole call, both attempts included; the default is `legion.call`'s
     (5 s for a server, no limit for an agent this process started).
     """
     check_timeout(timeout, "legion.pg.call")
     deadline = _deadline(timeout)
-    first = _pick(get_members(group, scope=scope), (), group, scope)
+    me = api.self()
+    first = _pick(get_members(group, scope=scope), (me,), group, scope)
     try:
         return api.call(first, request, _left(timeout, deadline, group))
     except NoProc:
         pass  # never delivered: safe to send to another member
-    second = _pick(get_members(group, scope=scope), (first,), group, scope)
+    second = _pick(get_members(group, scope=scope), (me, first), group, scope)
     return api.call(second, request, _left(timeout, deadline, group))
 
 
@@ -469,12 +471,13 @@ async def acall(
     """The awaitable twin of `call` (trio and asyncio)."""
     check_timeout(timeout, "legion.pg.acall")
     deadline = _deadline(timeout)
-    first = _pick(await aget_members(group, scope=scope), (), group, scope)
+    me = api.self()
+    first = _pick(await aget_members(group, scope=scope), (me,), group, scope)
     try:
         return await api.acall(first, request, _left(timeout, deadline, group))
     except NoProc:
         pass  # never delivered: safe to send to another member
-    second = _pick(await aget_members(group, scope=scope), (first,), group, scope)
+    second = _pick(await aget_members(group, scope=scope), (me, first), group, scope)
     return await api.acall(second, request, _left(timeout, deadline, group))
 
 

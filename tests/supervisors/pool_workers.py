@@ -14,13 +14,15 @@ class Member(legion.Server):
 
     Calls: ("echo", x) -> (its pid, x); ("die", reason) -> exits with `reason` after telling
     the owner it got the request (the request was delivered and partly handled);
-    ("hang", tag) -> never answers.
+    ("hang", tag) -> never answers; ("relay", x) -> another member's answer to ("echo", x)
+    through `pg.call`, or "empty" if it is alone.
     """
 
     def init(self, arg: dict[str, Any]) -> None:
         self.owner = arg["owner"]
         group = arg["group"]  # a tuple arrives as a list, which cannot name a group
-        pg.join(tuple(group) if isinstance(group, list) else group, legion.self())
+        self.group = tuple(group) if isinstance(group, list) else group
+        pg.join(self.group, legion.self())
 
     def handle_call(self, request: Any, from_: legion.From) -> Any:
         cmd, value = request
@@ -29,6 +31,11 @@ class Member(legion.Server):
             raise legion.ProcessExit(value)
         if cmd == "hang":
             return legion.NoReply()
+        if cmd == "relay":  # ask another member of its own group
+            try:
+                return pg.call(self.group, ("echo", value))
+            except pg.EmptyGroup:
+                return "empty"
         return (legion.self(), value)
 
 

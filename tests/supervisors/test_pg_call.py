@@ -132,6 +132,17 @@ def test_pg_call_through_a_pool_while_a_member_is_replaced() -> None:
         legion.stop(sup, "shutdown")
 
 
+def test_a_member_calling_its_own_group_reaches_another_member(
+    members: list[legion.Pid],
+) -> None:
+    group = ("pool", "relay")
+    (alone,) = start_members(members, group, 1)
+    assert legion.call(alone, ("relay", 0)) == "empty"  # never itself: that would deadlock
+    (other,) = start_members(members, group, 1)
+    for n in range(1, 6):
+        assert legion.call(alone, ("relay", n)) == [other, n]
+
+
 def test_pg_call_of_an_empty_group_names_the_group() -> None:
     with pytest.raises(pg.EmptyGroup, match=r"'nobody-here'.*no member to call") as empty:
         pg.call("nobody-here", "hi")
