@@ -218,11 +218,9 @@ class NodeMetrics:
             registry=r,
         )
         limit = MAX_LABEL_VALUES if max_label_values is None else max_label_values
-        self.agent = LabelCap(self, "agent", limit)
-        self.model = LabelCap(self, "model", limit)
-        self.tool = LabelCap(self, "tool", limit)
-        self.supervisor = LabelCap(self, "supervisor", limit)
-        self.error = LabelCap(self, "error_type", limit)
+        self.agent, self.model, self.tool, self.supervisor, self.error = (
+            LabelCap(self, label, limit) for label in CAPPED_LABELS
+        )
         self.agent_starts = Counter(
             "legion_agent_starts", "Agents started, by agent class.", ["agent"], registry=r
         )

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from legion.metrics import MAX_LABEL_VALUES, NodeMetrics
+from legion.metrics import CAPPED_LABELS, MAX_LABEL_VALUES, NodeMetrics
 
 HERE = Path(__file__).resolve().parent
 TOOL_STOP = ("legion", "tool", "call", "stop")
@@ -43,9 +43,8 @@ def test_the_default_cap_is_documented_and_every_capped_label_starts_at_zero() -
     metrics = NodeMetrics()
     assert MAX_LABEL_VALUES == 100
     counts = samples(metrics, "legion_metrics_label_overflow_total")
-    assert counts == {
-        (("label", name),): 0.0 for name in ("agent", "model", "tool", "supervisor", "error_type")
-    }
+    assert CAPPED_LABELS == ("agent", "model", "tool", "supervisor", "error_type")
+    assert counts == {(("label", name),): 0.0 for name in CAPPED_LABELS}
 
 
 def test_values_past_the_cap_are_counted_as_other() -> None:
