@@ -4,11 +4,12 @@
 
 Each agent joins the group "support_pool" when it starts (`process_groups`), so one the
 supervisor restarts joins again and a dead one leaves by itself; nobody keeps a list of pids.
+`legion.pg.call` hands each ticket to a live member (another one if the first was gone before
+the ticket reached it; never the same ticket twice to agents that may have started on it).
 """
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import legion
@@ -37,9 +38,9 @@ def main() -> None:
         sup = legion.start_link(legion.DynamicSupervisor, legion.DynamicSupervisorSpec())
         for i in range(3):
             legion.DynamicSupervisor.start_child(sup, SupportAgent.child_spec(id=i))
-        members = itertools.cycle(sorted(legion.pg.get_members("support_pool"), key=repr))
         for ticket in ["refund for order 17", "password reset", "broken zipper", "late parcel"]:
-            print(legion.call(next(members), f"Handle this support ticket: {ticket}", None))
+            task = f"Handle this support ticket: {ticket}"
+            print(legion.pg.call("support_pool", task, timeout=None))  # a turn takes its time
         legion.stop(sup)
     finally:
         if model is not None:

@@ -8,15 +8,22 @@ one integer increment. Names follow Prometheus conventions (base units, `_total`
 OpenTelemetry GenAI conventions for LLM calls; every label value comes from a small closed set or
 from the application's own class, tool and model names (never run ids, pids or free text).
 
+Label values that come from users and code (agent, model, tool and supervisor names, exception
+class names) are capped: each label keeps its first `MAX_LABEL_VALUES` distinct values, and
+later ones are counted under `other` (and in `legion_metrics_label_overflow_total{label}`), so
+a workload that invents names cannot grow the registry without bound.
+
 `/metrics` is served by a small trio HTTP handler inside the node, on loopback by default, when
 the application asks (`legion.configure(metrics_port=...)`, `legion.serve_metrics`, or
-`legion node --metrics-port`).
+`legion node --metrics-port`). The text is rendered on a worker thread, so a large scrape never
+holds up the node's event loop (and the calls it routes).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+import os
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -29,7 +36,7 @@ from . import telemetry as t
 if TYPE_CHECKING:
     from .supervisor.node import Node
 
-__all__ = ["NodeMetrics", "serve_metrics"]
+__all__ = ["MAX_LABEL_VALUES", "OVERFLOW", "NodeMetrics", "serve_metrics"]
 
 log = logging.getLogger("legion.node")
 
@@ -47,6 +54,29 @@ SANDBOX_OUTCOMES = ("ok", "exception", "timeout", "memory", "cpu", "forbidden", 
                     "output_limit")  # fmt: skip
 VIOLATIONS = ("timeout", "memory", "cpu", "forbidden", "crashed", "output_limit")
 EXIT_REASONS = ("normal", "shutdown", "killed", "crash", "other")
+
+OVERFLOW = "other"
+"""The value a capped label takes once it has seen `MAX_LABEL_VALUES` distinct values."""
+
+
+def _max_label_values() -> int:
+    text = os.environ.get("LEGION_METRICS_MAX_LABEL_VALUES", "100")
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 1:
+        raise ValueError(
+            f"LEGION_METRICS_MAX_LABEL_VALUES must be an int >= 1 (distinct values a metric "
+            f"label keeps before it counts new ones as {OVERFLOW!r}), not {text!r}"
+        )
+    return value
+
+
+MAX_LABEL_VALUES = _max_label_values()
+"""Distinct values each user-named label (agent, model, tool, supervisor, error_type) keeps;
+`LEGION_METRICS_MAX_LABEL_VALUES` in the node's environment sets it (default 100)."""
+CAPPED_LABELS = ("agent", "model", "tool", "supervisor", "error_type")
 
 
 def reason_class(reason: Any) -> str:
@@ -67,12 +97,43 @@ def _label(value: Any, default: str = "unknown") -> str:
     return text if len(text) <= 100 else text[:100]
 
 
-def _error_type(metadata: dict[str, Any]) -> str:
-    return _label(metadata.get("kind") or metadata.get("error_type"), "_OTHER")
+class LabelCap:
+    """One user-named label: its first `limit` distinct values pass, later ones become
+    `OVERFLOW`, and each event that used `OVERFLOW` instead of its own value is counted.
+
+    Values are never forgotten, so a name keeps its own series (or `other`) for the life of
+    the node, whichever metric it appears in."""
+
+    __slots__ = ("limit", "owner", "overflow", "seen")
+
+    def __init__(self, owner: NodeMetrics, name: str, limit: int) -> None:
+        self.owner = owner
+        self.limit = limit
+        self.seen: set[str] = set()
+        self.overflow = owner.label_overflow.labels(name)
+
+    def __call__(self, value: Any, default: str = "unknown") -> str:
+        text = _label(value, default)
+        if text in self.seen:
+            return text
+        if len(self.seen) < self.limit:
+            self.seen.add(text)
+            return text
+        self.overflow.inc()
+        self.owner.folded(self.overflow)
+        return OVERFLOW
+
+    def peek(self, value: Any) -> str:
+        """The label `value` would get, without counting it (for gauges read at scrape)."""
+        text = _label(value)
+        return text if text in self.seen or len(self.seen) < self.limit else OVERFLOW
 
 
 class _RuntimeCollector(Collector):
-    """Read what the node counts anyway, at scrape time."""
+    """Read what the node counts anyway, at scrape time.
+
+    The node's tables change on its event loop, so `collect` runs there (`NodeMetrics.scrape`
+    takes its families before rendering on a thread); it is not in the registry."""
 
     def __init__(self, node: Node | None) -> None:
         self.node = node
@@ -93,7 +154,8 @@ class _RuntimeCollector(Collector):
             kind = "application" if proc.is_app else "hosted" if hosted else "process"
             counts[kind] += 1
             if proc.agent is not None:
-                running[proc.agent] = running.get(proc.agent, 0) + 1
+                agent = self.metrics.agent.peek(proc.agent) if self.metrics else proc.agent
+                running[agent] = running.get(agent, 0) + 1
         for kind, n in counts.items():
             procs.add_metric([kind], n)
         for agent, n in sorted(running.items()):
@@ -120,17 +182,45 @@ class _RuntimeCollector(Collector):
         yield dropped
 
 
-class NodeMetrics:
-    """The registry and the event handlers that update it."""
+class _Exposition(Collector):
+    """What one scrape shows: the runtime's families (taken on the loop) and the registry."""
 
-    def __init__(self, node: Node | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry, runtime: list[Metric]) -> None:
+        self.registry = registry
+        self.runtime = runtime
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.runtime
+        yield from self.registry.collect()
+
+
+class NodeMetrics:
+    """The registry and the event handlers that update it.
+
+    Updates happen on the node's event loop; rendering may happen on another thread, which
+    prometheus-client allows (each metric guards its children and values with locks).
+    """
+
+    def __init__(self, node: Node | None = None, max_label_values: int | None = None) -> None:
         import prometheus_client
 
         prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.runtime = _RuntimeCollector(node)
-        r.register(self.runtime)
+        self._render_lock: Any = None  # a trio.Lock, made on the first scrape
+        self._folding: list[Any] | None = None
+        self.label_overflow = Counter(
+            "legion_metrics_label_overflow",
+            f"Events counted under the label value {OVERFLOW!r} because the label already had "
+            "its maximum number of distinct values, by label.",
+            ["label"],
+            registry=r,
+        )
+        limit = MAX_LABEL_VALUES if max_label_values is None else max_label_values
+        self.agent, self.model, self.tool, self.supervisor, self.error = (
+            LabelCap(self, label, limit) for label in CAPPED_LABELS
+        )
         self.agent_starts = Counter(
             "legion_agent_starts", "Agents started, by agent class.", ["agent"], registry=r
         )
@@ -286,78 +376,108 @@ class NodeMetrics:
         except Exception:  # a malformed event never takes the node down
             log.exception("telemetry: cannot count %s", event)
 
-    def scrape(self) -> bytes:
-        return generate_latest(self.registry)
+    def exposition(self) -> _Exposition:
+        """Everything a scrape shows; call it on the node's event loop."""
+        return _Exposition(self.registry, list(self.runtime.collect()))
 
-    def _remember(self, key: tuple[Any, ...], kids: tuple[Any, ...]) -> tuple[Any, ...]:
-        """Keep the labelled children an event updates, by the metadata that chose them.
+    def render(self) -> bytes:
+        """The `/metrics` text, rendered here and now (on the event loop: tests, small nodes)."""
+        return generate_latest(self.exposition())
+
+    async def scrape(self) -> bytes:
+        """The `/metrics` text, rendered on a worker thread so the event loop keeps routing.
+
+        The runtime's figures are read on the loop first (the node's tables are not
+        thread-safe); the registry is rendered on the thread, one scrape at a time (a burst
+        of scrapes queues instead of taking a thread and a copy of the text each). A histogram
+        updated during the render may show its new sum with its old count, as with any
+        multithreaded prometheus-client user; the next scrape is exact again."""
+        import trio
+
+        if self._render_lock is None:
+            self._render_lock = trio.Lock()
+        async with self._render_lock:
+            exposition = self.exposition()
+            return await trio.to_thread.run_sync(
+                generate_latest, exposition, abandon_on_cancel=True
+            )
+
+    def folded(self, overflow: Any) -> None:
+        """A cap folded a value into `OVERFLOW` while an event's children were being chosen."""
+        if self._folding is not None:
+            self._folding.append(overflow)
+
+    def _lookup(
+        self, key: tuple[Any, ...], build: Callable[[dict[str, Any]], tuple[Any, ...]],
+        meta: dict[str, Any],
+    ) -> tuple[Any, ...]:  # fmt: skip
+        """The labelled children an event updates, by the metadata that chose them.
 
         `labels(...)` costs more than the update itself, and an agent's events repeat the same
         few keys, so each handler looks its children up in one dict first. Keys are raw metadata
-        values (bounded like the labels they map to); the cache is dropped past 4,096 keys."""
-        if len(self._children) >= 4096:
-            self._children.clear()
-        self._children[key] = kids
-        return kids
+        values; the cache is dropped past 4,096 keys. An event whose labels were folded into
+        `OVERFLOW` counts in `legion_metrics_label_overflow_total` on every use, cached or not.
+        """
+        entry = self._children.get(key)
+        if entry is None:
+            self._folding = []
+            try:
+                kids = build(meta)
+            finally:
+                folded, self._folding = tuple(self._folding), None
+            if len(self._children) >= 4096:
+                self._children.clear()
+            self._children[key] = (kids, folded)
+            return kids
+        kids, folded = entry
+        for overflow in folded:
+            overflow.inc()
+        return kids  # type: ignore[no-any-return]
 
     # -- handlers --------------------------------------------------------------------------------
 
     def _agent_started(self, m: dict[str, Any], meta: dict[str, Any]) -> None:
-        self.agent_starts.labels(_label(meta.get("agent"))).inc()
+        self.agent_starts.labels(self.agent(meta.get("agent"))).inc()
 
     def _agent_stopped(self, m: dict[str, Any], meta: dict[str, Any]) -> None:
         reason = meta.get("reason")
         reason = reason if reason in EXIT_REASONS else "other"
-        self.agent_stops.labels(_label(meta.get("agent")), reason).inc()
+        self.agent_stops.labels(self.agent(meta.get("agent")), reason).inc()
 
     def _turn(self, m: dict[str, Any], meta: dict[str, Any]) -> None:
         key = ("turn", meta.get("agent"), meta.get("outcome"), meta.get("kind"))
-        try:
-            count, duration = self._children[key]
-        except KeyError:
-            agent = _label(meta.get("agent"))
-            outcome = "error" if "kind" in meta else meta.get("outcome", "ok")
-            outcome = outcome if outcome in ("ok", "cancel", "error") else "error"
-            error = _error_type(meta) if outcome == "error" else ""
-            count, duration = self._remember(
-                key, (self.turns.labels(agent, outcome), self.turn_duration.labels(agent, error))
-            )
+        count, duration = self._lookup(key, self._turn_kids, meta)
         count.inc()
         duration.observe(float(m.get("duration", 0.0)))
+
+    def _turn_kids(self, meta: dict[str, Any]) -> tuple[Any, ...]:
+        agent = self.agent(meta.get("agent"))
+        outcome = "error" if "kind" in meta else meta.get("outcome", "ok")
+        outcome = outcome if outcome in ("ok", "cancel", "error") else "error"
+        error = self._error_type(meta) if outcome == "error" else ""
+        return self.turns.labels(agent, outcome), self.turn_duration.labels(agent, error)
+
+    def _error_type(self, meta: dict[str, Any]) -> str:
+        return self.error(meta.get("kind") or meta.get("error_type"), "_OTHER")
 
     def _iteration(self, m: dict[str, Any], meta: dict[str, Any]) -> None:
         key = ("iteration", meta.get("agent"), meta.get("action"), meta.get("outcome"),
                meta.get("retried"))  # fmt: skip
-        try:
-            count, retry = self._children[key]
-        except KeyError:
-            agent = _label(meta.get("agent"))
-            action = meta.get("action")
-            action = action if action in ACTIONS else "none" if action is None else "invalid"
-            retried = meta.get("outcome") == "failure" and meta.get("retried")
-            count, retry = self._remember(
-                key, (self.iterations.labels(agent, action), retried and self.retries.labels(agent))
-            )
+        count, retry = self._lookup(key, self._iteration_kids, meta)
         count.inc()
         if retry:
             retry.inc()
 
+    def _iteration_kids(self, meta: dict[str, Any]) -> tuple[Any, ...]:
+        agent = self.agent(meta.get("agent"))
+        action = meta.get("action")
+        action = action if action in ACTIONS else "none" if action is None else "invalid"
+        retried = meta.get("outcome") == "failure" and meta.get("retried")
+        return self.iterations.labels(agent, action), retried and self.retries.labels(agent)
+
     def _llm(self, m: dict[str, Any], meta: dict[str, Any]) -> None:
         key = ("llm", meta.get("model"), meta.get("kind"))
-        try:
-            duration, errors, tokens_in, tokens_out, cost = self._children[key]
-        except KeyError:
-            model = _label(meta.get("model"))
-            error = _error_type(meta) if "kind" in meta else ""
-            kids: tuple[Any, ...] = (
-                (self.llm_duration.labels("chat", model, error),
-                 self.llm_errors.labels(model, error), None, None, None)
-                if error
-                else (self.llm_duration.labels("chat", model, ""), None,
-                      self.tokens.labels("chat", model, "input"),
-                      self.tokens.labels("chat", model, "output"), self.cost.labels(model))
-            )  # fmt: skip
-            duration, errors, tokens_in, tokens_out, cost = self._remember(key, kids)
+        duration, errors, tokens_in, tokens_out, cost = self._lookup(key, self._llm_kids, meta)
         duration.observe(float(m.get("duration", 0.0)))
         if errors is not None:
             errors.inc()
@@ -370,42 +490,50 @@ class NodeMetrics:
         if spent:
             cost.inc(spent)
 
+    def _llm_kids(self, meta: dict[str, Any]) -> tuple[Any, ...]:
+        model = self.model(meta.get("model"))
+        if "kind" in meta:
+            error = self._error_type(meta)
+            return (self.llm_duration.labels("chat", model, error),
+                    self.llm_errors.labels(model, error), None, None, None)  # fmt: skip
+        return (self.llm_duration.labels("chat", model, ""), None,
+                self.tokens.labels("chat", model, "input"),
+                self.tokens.labels("chat", model, "output"), self.cost.labels(model))  # fmt: skip
+
     def _eval(self, m: dict[str, Any], meta: dict[str, Any]) -> None:
         key = ("eval", meta.get("agent"), meta.get("outcome"), "kind" in meta)
-        try:
-            duration, count, violation = self._children[key]
-        except KeyError:
-            outcome = meta.get("outcome", "ok") if "kind" not in meta else "crashed"
-            outcome = outcome if outcome in SANDBOX_OUTCOMES else "crashed"
-            duration, count, violation = self._remember(key, (
-                self.eval_duration.labels(outcome),
-                self.evaluations.labels(_label(meta.get("agent")), outcome),
-                self.violations.labels(outcome) if outcome in VIOLATIONS else None,
-            ))  # fmt: skip
+        duration, count, violation = self._lookup(key, self._eval_kids, meta)
         duration.observe(float(m.get("duration", 0.0)))
         count.inc()
         if violation is not None:
             violation.inc()
 
+    def _eval_kids(self, meta: dict[str, Any]) -> tuple[Any, ...]:
+        outcome = meta.get("outcome", "ok") if "kind" not in meta else "crashed"
+        outcome = outcome if outcome in SANDBOX_OUTCOMES else "crashed"
+        return (
+            self.eval_duration.labels(outcome),
+            self.evaluations.labels(self.agent(meta.get("agent")), outcome),
+            self.violations.labels(outcome) if outcome in VIOLATIONS else None,
+        )
+
     def _tool(self, m: dict[str, Any], meta: dict[str, Any]) -> None:
         key = ("tool", meta.get("tool"), meta.get("kind"))
-        try:
-            count, duration = self._children[key]
-        except KeyError:
-            tool = _label(meta.get("tool"))
-            error = _error_type(meta) if "kind" in meta else ""
-            count, duration = self._remember(key, (
-                self.tool_calls.labels(tool, "error" if error else "ok"),
-                self.tool_duration.labels(tool, error),
-            ))  # fmt: skip
+        count, duration = self._lookup(key, self._tool_kids, meta)
         count.inc()
         duration.observe(float(m.get("duration", 0.0)))
 
+    def _tool_kids(self, meta: dict[str, Any]) -> tuple[Any, ...]:
+        tool = self.tool(meta.get("tool"))
+        error = self._error_type(meta) if "kind" in meta else ""
+        return (self.tool_calls.labels(tool, "error" if error else "ok"),
+                self.tool_duration.labels(tool, error))  # fmt: skip
+
     def _human_asked(self, m: dict[str, Any], meta: dict[str, Any]) -> None:
-        self.human_waits.labels(_label(meta.get("agent"))).inc()
+        self.human_waits.labels(self.agent(meta.get("agent"))).inc()
 
     def _human_answered(self, m: dict[str, Any], meta: dict[str, Any]) -> None:
-        agent = _label(meta.get("agent"))
+        agent = self.agent(meta.get("agent"))
         self.human_wait_duration.labels(agent).observe(float(m.get("duration", 0.0)))
 
     def _spawned(self, m: dict[str, Any], meta: dict[str, Any]) -> None:
@@ -416,7 +544,7 @@ class NodeMetrics:
         self.exits.labels(reason if reason in EXIT_REASONS else "other").inc()
 
     def _restart(self, m: dict[str, Any], meta: dict[str, Any]) -> None:
-        self.restarts.labels(_label(meta.get("supervisor"))).inc()
+        self.restarts.labels(self.supervisor(meta.get("supervisor"))).inc()
 
     def _reload(self, m: dict[str, Any], meta: dict[str, Any]) -> None:
         self.reloads.labels("error" if meta.get("outcome") == "error" else "ok").inc()
@@ -426,13 +554,16 @@ class NodeMetrics:
 
 
 async def serve_metrics(
-    scrape: Callable[[], bytes],
+    scrape: Callable[[], Awaitable[bytes]],
     host: str,
     port: int,
     *,
     task_status: Any,
 ) -> None:
-    """Serve `GET /metrics` on `host:port` with trio (no thread); `task_status.started(port)`."""
+    """Serve `GET /metrics` on `host:port` with trio; `task_status.started(port)`.
+
+    `scrape` renders the text (`NodeMetrics.scrape`: on a worker thread), so a slow render
+    delays only the scraper, never the node's other tasks."""
     import trio
 
     async def handle(stream: trio.SocketStream) -> None:
@@ -454,7 +585,7 @@ async def serve_metrics(
                     b"/",
                 )
             ):
-                body = scrape()
+                body = await scrape()
                 head = (
                     f"HTTP/1.1 200 OK\r\nContent-Type: {CONTENT_TYPE_LATEST}\r\n"
                     f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
@@ -480,5 +611,5 @@ async def serve_metrics(
 
 
 def names(metrics: NodeMetrics) -> Iterable[str]:
-    """Every metric family name the registry exposes (for docs and tests)."""
-    return sorted({m.name for m in metrics.registry.collect()})
+    """Every metric family name a scrape exposes (for docs and tests)."""
+    return sorted({m.name for m in metrics.exposition().collect()})

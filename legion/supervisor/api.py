@@ -8,13 +8,21 @@ an `a` prefix (`call`/`acall`), which works under trio and asyncio and never blo
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import math
+import threading
+from collections.abc import Awaitable, Callable
+from types import CodeType
+from typing import TYPE_CHECKING, Any, Literal, Protocol, overload
 
 from . import client, process
 from .endpoint import Endpoint
 from .errors import UpgradeError
+from .server import Server
 from .terms import CodeChange, From, Pid, Ref
+
+if TYPE_CHECKING:
+    from .childspec import ChildSpec, SupervisorSpec
+    from .dynamic import DynamicSupervisorSpec
 
 Dest = Pid | str
 
@@ -30,14 +38,40 @@ _DEFAULT_TIMEOUT: Any = _DefaultTimeout(5.0)
 _TURN_KEY = "$legion.turn"
 
 
-def _call_timeout(dest: Dest, timeout: Any) -> tuple[float | None, bool]:
+def check_timeout(timeout: Any, what: str) -> Any:
+    """`timeout` as the runtime uses it, or a clear error naming `what` took it.
+
+    A timeout is None (no limit) or a number of seconds >= 0; `math.inf` waits forever too, as
+    does anything past `threading.TIMEOUT_MAX` (about 292 years, more than the OS can wait).
+    NaN and negative numbers are refused with `ValueError` (NaN compares false with everything,
+    so it would otherwise mean "forever" in one place and "at once" in another), and anything
+    that is not a number with `TypeError`.
+    """
+    if timeout is None or timeout is _DEFAULT_TIMEOUT:
+        return timeout
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(
+            f"{what}: timeout must be None or a number of seconds, "
+            f"not {type(timeout).__name__} {timeout!r}"
+        )
+    if timeout != timeout or timeout < 0:  # NaN is the one value unequal to itself
+        raise ValueError(
+            f"{what}: timeout must be None (no limit) or a number of seconds >= 0 "
+            f"(math.inf also waits forever), not {timeout!r}"
+        )
+    if timeout > threading.TIMEOUT_MAX:
+        return math.inf
+    return timeout
+
+
+def _call_timeout(timeout: Any, what: str) -> tuple[float | None, bool]:
     """(timeout, extendable): the default is 5 s, lifted when the callee reports that it
     accepted a long call (an agent sends `CallProgress` when it accepts a turn)."""
     if timeout is _DEFAULT_TIMEOUT:
         return 5.0, True
     if type(timeout) is _DefaultTimeout:
         return float(timeout), False
-    result: float | None = timeout
+    result: float | None = check_timeout(timeout, what)
     return result, False
 
 
@@ -55,33 +89,181 @@ def _endpoint() -> Endpoint:
     return worker if worker is not None else client.get()
 
 
+# -- what can run as a process ---------------------------------------------------------------------
+
+
+def _is_agent(target: Any) -> bool:
+    return getattr(target, "__legion_agent__", False) is True
+
+
+def check_target(target: Any, what: str) -> None:
+    """Refuse, at the call, a target no process could run.
+
+    A process runs a `legion.Server` subclass (an `Agent` is one), a node-hosted behaviour
+    (`Supervisor`, `DynamicSupervisor`, a pg scope) or a function. Any other class would be
+    called like a function in the new process and end at once (or crash there, far from the
+    mistake), so it is a `TypeError` here. The module-path rules (no nested or interactive
+    definitions) are checked when the spawn is encoded.
+    """
+    if isinstance(target, type):
+        if _is_agent(target) and what.endswith("spawn"):
+            raise TypeError(
+                f"{what}: {target.__qualname__} is a legion.Agent, which needs its configuration "
+                "at start: use legion.start_link(...) or legion.start(...)"
+            )
+        if issubclass(target, Server) or callable(getattr(target, "_legion_host", None)):
+            return
+        raise TypeError(
+            f"{what}: {target.__qualname__} is not a legion.Server subclass; a process runs a "
+            "legion.Server or legion.Agent subclass, a Supervisor or DynamicSupervisor, or a "
+            f"function (subclass legion.Server: `class {target.__qualname__}(legion.Server)`)"
+        )
+    if not callable(target):
+        raise TypeError(
+            f"{what}: cannot run {target!r} as a process; pass a legion.Server subclass, a "
+            "legion.Agent subclass or a function"
+        )
+
+
+class _Serves(Protocol):
+    """A `Server` (or `Agent`) class whose `init`, by its annotation, never returns `Ignore()`:
+    starting one gives a `Pid`, never None."""
+
+    def init(self, arg: Any, /) -> Awaitable[None] | None: ...
+
+    def handle_call(self, request: Any, from_: From, /) -> Any: ...
+
+
+class _Hosted(Protocol):
+    """A node-hosted behaviour: `Supervisor`, `DynamicSupervisor`, a pg scope."""
+
+    @property
+    def _legion_host(self) -> Callable[..., Awaitable[Any]]: ...
+
+
+class _Supervises(_Hosted, Protocol):
+    """A supervisor whose `init`, by its annotation, never returns `Ignore()`."""
+
+    def init(
+        self, arg: Any, /
+    ) -> SupervisorSpec | DynamicSupervisorSpec | list[ChildSpec] | None: ...
+
+
+class _Function(Protocol):
+    """A function (plain or `async def`), which runs as a process until it returns."""
+
+    __code__: CodeType
+
+    def __call__(self, *args: Any) -> Any: ...
+
+
+_Starts = type[_Serves] | type[_Supervises]
+_MayIgnore = type[Server] | type[_Hosted]
+_Spawnable = type[Server] | type[_Hosted] | _Function
+
+
+@overload
 def spawn(
-    target: Any,
+    target: _Spawnable,
+    arg: Any = None,
+    *,
+    link: bool = False,
+    monitor: Literal[False] = False,
+    name: str | None = None,
+) -> Pid: ...
+
+
+@overload
+def spawn(
+    target: _Spawnable,
+    arg: Any = None,
+    *,
+    link: bool = False,
+    monitor: Literal[True],
+    name: str | None = None,
+) -> tuple[Pid, Ref]: ...
+
+
+def spawn(
+    target: _Spawnable,
     arg: Any = None,
     *,
     link: bool = False,
     monitor: bool = False,
     name: str | None = None,
-) -> Any:
+) -> Pid | tuple[Pid, Ref]:
     """Start `target` (a `legion.Server` subclass or a function) as a new OS process.
 
     Returns its pid as soon as the process exists (before `init` runs), or `(pid, ref)` with
     `monitor=True`. `link`/`monitor` are set up atomically with the spawn. A function receives
-    `arg` when one is given. Raises `SpawnError` if the worker cannot import `target`, and
+    `arg` when one is given. Raises `TypeError` at once for a target no process can run (a class
+    that is not a `Server`, say), `SpawnError` if the worker cannot import `target`, and
     `AlreadyRegistered` if `name` is taken.
     """
-    return _endpoint().spawn(target, arg, link=link, monitor=monitor, name=name)
+    check_target(target, "legion.spawn")
+    result: Pid | tuple[Pid, Ref] = _endpoint().spawn(
+        target, arg, link=link, monitor=monitor, name=name
+    )
+    return result
+
+
+@overload
+async def aspawn(
+    target: _Spawnable,
+    arg: Any = None,
+    *,
+    link: bool = False,
+    monitor: Literal[False] = False,
+    name: str | None = None,
+) -> Pid: ...
+
+
+@overload
+async def aspawn(
+    target: _Spawnable,
+    arg: Any = None,
+    *,
+    link: bool = False,
+    monitor: Literal[True],
+    name: str | None = None,
+) -> tuple[Pid, Ref]: ...
 
 
 async def aspawn(
-    target: Any,
+    target: _Spawnable,
     arg: Any = None,
     *,
     link: bool = False,
     monitor: bool = False,
     name: str | None = None,
-) -> Any:
-    return await _endpoint().aspawn(target, arg, link=link, monitor=monitor, name=name)
+) -> Pid | tuple[Pid, Ref]:
+    check_target(target, "legion.aspawn")
+    result: Pid | tuple[Pid, Ref] = await _endpoint().aspawn(
+        target, arg, link=link, monitor=monitor, name=name
+    )
+    return result
+
+
+@overload
+def start_link(
+    target: _Starts | _Function,
+    arg: Any = None,
+    *,
+    name: str | None = None,
+    timeout: float | None = None,
+    **config: Any,
+) -> Pid: ...
+
+
+@overload
+def start_link(
+    target: _MayIgnore,
+    arg: Any = None,
+    *,
+    name: str | None = None,
+    timeout: float | None = None,
+    **config: Any,
+) -> Pid | None: ...
 
 
 def start_link(
@@ -94,14 +276,18 @@ def start_link(
 ) -> Pid | None:
     """Start `target` linked to the caller and wait until its `init` returned.
 
-    Returns the pid, or None if `init` returned `Ignore()`. If `init` raises or returns `Stop`,
-    raises `InitError` (its `reason` holds the process's traceback) and no exit signal leaks to
-    the caller.
+    Returns the pid, or None if `init` returned `Ignore()` (typed `Pid` when the class's `init`
+    is annotated to return None, a spec, or nothing that could be an `Ignore`). If `init`
+    raises or returns `Stop`, raises `InitError` (its `reason` holds the process's traceback)
+    and no exit signal leaks to the caller. A function starts at once (it has no `init`).
 
     For a `legion.Agent` subclass, `arg` is an optional first task (run at once, its result
     dropped) and `config` overrides the agent's configuration (validated here, at start).
+    Raises `TypeError` for a target no process can run, `ValueError` for a bad `timeout`.
     """
-    if getattr(target, "__legion_agent__", False) is True:
+    check_target(target, "legion.start_link")
+    timeout = check_timeout(timeout, "legion.start_link")
+    if _is_agent(target):
         from legion.agent import start_agent
 
         return start_agent(target, arg, name=name, timeout=timeout, **config)
@@ -113,6 +299,28 @@ def start_link(
     return pid
 
 
+@overload
+async def astart_link(
+    target: _Starts | _Function,
+    arg: Any = None,
+    *,
+    name: str | None = None,
+    timeout: float | None = None,
+    **config: Any,
+) -> Pid: ...
+
+
+@overload
+async def astart_link(
+    target: _MayIgnore,
+    arg: Any = None,
+    *,
+    name: str | None = None,
+    timeout: float | None = None,
+    **config: Any,
+) -> Pid | None: ...
+
+
 async def astart_link(
     target: Any,
     arg: Any = None,
@@ -121,7 +329,9 @@ async def astart_link(
     timeout: float | None = None,
     **config: Any,
 ) -> Pid | None:
-    if getattr(target, "__legion_agent__", False) is True:
+    check_target(target, "legion.astart_link")
+    timeout = check_timeout(timeout, "legion.astart_link")
+    if _is_agent(target):
         from legion.agent import astart_agent
 
         return await astart_agent(target, arg, name=name, timeout=timeout, **config)
@@ -133,17 +343,87 @@ async def astart_link(
     return pid
 
 
+@overload
 def start(
-    target: Any, arg: Any = None, *, name: str | None = None, timeout: float | None = None
+    target: _Starts | _Function,
+    arg: Any = None,
+    *,
+    name: str | None = None,
+    timeout: float | None = None,
+    **config: Any,
+) -> Pid: ...
+
+
+@overload
+def start(
+    target: _MayIgnore,
+    arg: Any = None,
+    *,
+    name: str | None = None,
+    timeout: float | None = None,
+    **config: Any,
+) -> Pid | None: ...
+
+
+def start(
+    target: Any,
+    arg: Any = None,
+    *,
+    name: str | None = None,
+    timeout: float | None = None,
+    **config: Any,
 ) -> Pid | None:
     """Like `start_link`, without the link."""
+    check_target(target, "legion.start")
+    timeout = check_timeout(timeout, "legion.start")
+    if _is_agent(target):
+        from legion.agent import start_agent
+
+        return start_agent(target, arg, name=name, timeout=timeout, link=False, **config)
+    if config:
+        raise TypeError(f"unexpected keyword arguments for a server: {sorted(config)}")
     pid: Pid | None = _endpoint().spawn(target, arg, name=name, sync=True, timeout=timeout)
     return pid
 
 
+@overload
 async def astart(
-    target: Any, arg: Any = None, *, name: str | None = None, timeout: float | None = None
+    target: _Starts | _Function,
+    arg: Any = None,
+    *,
+    name: str | None = None,
+    timeout: float | None = None,
+    **config: Any,
+) -> Pid: ...
+
+
+@overload
+async def astart(
+    target: _MayIgnore,
+    arg: Any = None,
+    *,
+    name: str | None = None,
+    timeout: float | None = None,
+    **config: Any,
+) -> Pid | None: ...
+
+
+async def astart(
+    target: Any,
+    arg: Any = None,
+    *,
+    name: str | None = None,
+    timeout: float | None = None,
+    **config: Any,
 ) -> Pid | None:
+    check_target(target, "legion.astart")
+    timeout = check_timeout(timeout, "legion.astart")
+    if _is_agent(target):
+        from legion.agent import astart_agent
+
+        return await astart_agent(target, arg, name=name, timeout=timeout, link=False, **config)
+    if config:
+        raise TypeError(f"unexpected keyword arguments for a server: {sorted(config)}")
     pid: Pid | None = await _endpoint().aspawn(target, arg, name=name, sync=True, timeout=timeout)
     return pid
 
@@ -159,11 +439,12 @@ def call(dest: Dest, request: Any, timeout: float | None = _DEFAULT_TIMEOUT) -> 
     (pass `timeout=None` for an agent started elsewhere). An agent's turn returns its value or
     raises `legion.AgentCancelled`.
     """
-    return unwrap_reply(_endpoint().call(dest, request, *_call_timeout(dest, timeout)))
+    return unwrap_reply(_endpoint().call(dest, request, *_call_timeout(timeout, "legion.call")))
 
 
 async def acall(dest: Dest, request: Any, timeout: float | None = _DEFAULT_TIMEOUT) -> Any:
-    return unwrap_reply(await _endpoint().acall(dest, request, *_call_timeout(dest, timeout)))
+    limit = _call_timeout(timeout, "legion.acall")
+    return unwrap_reply(await _endpoint().acall(dest, request, *limit))
 
 
 def cast(dest: Dest, message: Any) -> None:
@@ -287,11 +568,11 @@ def receive(timeout: float | None = None, match: Callable[[Any], bool] | None = 
     With `match`, take the oldest message for which `match(message)` is true, leaving the others
     in order (Erlang's selective receive). Raises `TimeoutError` if none arrives in time.
     """
-    return _endpoint().receive(timeout, match)
+    return _endpoint().receive(check_timeout(timeout, "legion.receive"), match)
 
 
 async def areceive(timeout: float | None = None, match: Callable[[Any], bool] | None = None) -> Any:
-    return await _endpoint().areceive(timeout, match)
+    return await _endpoint().areceive(check_timeout(timeout, "legion.areceive"), match)
 
 
 def stop(dest: Dest, reason: Any = "normal", timeout: float | None = 5.0) -> None:
@@ -300,11 +581,11 @@ def stop(dest: Dest, reason: Any = "normal", timeout: float | None = 5.0) -> Non
     A `Server` runs `terminate(reason)` first. Raises `NoProc` if `dest` is not alive,
     `CallTimeout` if it has not ended within `timeout`.
     """
-    _endpoint().stop(dest, reason, timeout)
+    _endpoint().stop(dest, reason, check_timeout(timeout, "legion.stop"))
 
 
 async def astop(dest: Dest, reason: Any = "normal", timeout: float | None = 5.0) -> None:
-    await _endpoint().astop(dest, reason, timeout)
+    await _endpoint().astop(dest, reason, check_timeout(timeout, "legion.astop"))
 
 
 def code_change(
@@ -317,12 +598,14 @@ def code_change(
     extra)` then migrates the state, between two messages. Returns the new `vsn`; raises
     `UpgradeError` (the server keeps running the old code) if the reload or migration fails.
     """
+    timeout = check_timeout(timeout, "legion.code_change")
     return _upgrade_result(dest, _endpoint().call(dest, CodeChange(extra, reload), timeout))
 
 
 async def acode_change(
     dest: Dest, extra: Any = None, *, reload: bool = False, timeout: float | None = 5.0
 ) -> Any:
+    timeout = check_timeout(timeout, "legion.acode_change")
     return _upgrade_result(dest, await _endpoint().acall(dest, CodeChange(extra, reload), timeout))
 
 
@@ -338,4 +621,4 @@ def shutdown(timeout: float = 30.0) -> None:
 
     Called automatically at interpreter exit. The next API call starts a new connection.
     """
-    client.shutdown(timeout)
+    client.shutdown(check_timeout(timeout, "legion.shutdown"))

@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 
+from .api import check_target
 from .endpoint import target_path
 from .errors import LegionError
 
@@ -153,6 +154,14 @@ def child_spec(
     "infinity" for a supervisor (OTP's defaults); `type` defaults to "supervisor" when `cls` is a
     supervisor. `name` registers the child under that name each time it starts.
     """
+    check_target(cls, "legion.child_spec")
+    if getattr(cls, "__legion_agent__", False) is True and not (
+        isinstance(arg, dict) and "inherit" in arg  # what Agent.child_spec prepares
+    ):
+        raise TypeError(
+            f"legion.child_spec: {cls.__qualname__} is a legion.Agent, which needs its "
+            f"configuration at start: use {cls.__qualname__}.child_spec(task, ...)"
+        )
     module, qualname = target_path(cls)
     hosted = bool(getattr(cls, "_legion_host", None))
     main_path = None

@@ -148,7 +148,10 @@ class Client(Endpoint):
                     continue
                 self._reading = True
             try:
-                if poller.poll(None if remaining == math.inf else max(1, int(remaining * 1000))):
+                wait_ms = (
+                    None if remaining == math.inf else max(1, min(int(remaining * 1000), 2**31 - 1))
+                )
+                if poller.poll(wait_ms):  # (poll takes a C int: a long timeout polls again)
                     self._pump()
             finally:
                 self._release()

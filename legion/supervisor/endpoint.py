@@ -299,8 +299,8 @@ class Endpoint:
             return wire.decode_term(msg.payload)
         assert type(msg) is wire.CallFailed or type(msg) is wire.DownIn
         reason = normalize_reason(msg.reason)
-        if reason == "noproc":
-            raise NoProc(dest)
+        if reason == "noproc" and type(msg) is wire.CallFailed:
+            raise NoProc(dest)  # never delivered; a callee that exited "noproc" had it
         if reason == "calling_self":
             raise CallingSelf(f"{self.pid!r} called itself (through {dest!r}), a deadlock")
         raise ProcessExit(reason, f"{dest!r} exited during the call: {reason}")

@@ -12,23 +12,30 @@ occurrence per pid given. A group exists only while it has members.
 
 Reads are calls to the scope (one round trip); with a single node, "local" members are all
 members. Only pids of the scope's own node may join (`NotLocal` otherwise), as in OTP.
+
+`call(group, request)` is the pool's front door: it calls one member, and calls another member
+once if the first was gone before the request reached it (see `call` for the exact rule).
 """
 
 from __future__ import annotations
 
+import random
+import time
 from typing import Any
 
 from . import api, wire
-from .api import acall, astart, call
-from .errors import LegionError, NoProc
+from .api import _DEFAULT_TIMEOUT, check_timeout
+from .errors import CallTimeout, LegionError, NoProc, ProcessExit, SpawnError
 from .hosted import Host
 from .server import Ignore
 from .terms import GroupChange, Pid, Ref, normalize_reason
 
 __all__ = [
     "DEFAULT_SCOPE",
+    "EmptyGroup",
     "NotLocal",
     "Scope",
+    "acall",
     "ademonitor",
     "aget_local_members",
     "aget_members",
@@ -37,6 +44,7 @@ __all__ = [
     "amonitor",
     "amonitor_scope",
     "awhich_groups",
+    "call",
     "demonitor",
     "get_local_members",
     "get_members",
@@ -56,6 +64,18 @@ _TAG = "$pg"
 
 class NotLocal(LegionError, ValueError):
     """Only pids of the scope's own node may join or leave its groups (OTP's `nolocal`)."""
+
+
+class EmptyGroup(NoProc):
+    """`pg.call` found no member to call: nobody joined the group, or every member is gone."""
+
+    def __init__(self, group: Any, scope: str) -> None:
+        super().__init__(group, "member")
+        self.scope = scope
+        self.args = (
+            f"pg group {group!r} in scope {scope!r} has no member to call: nobody joined it, "
+            "or its members exited (a supervisor may be restarting them; try again later)",
+        )
 
 
 class Scope:
@@ -270,37 +290,45 @@ def _check_pids(pids: Any) -> None:
 def _call(scope: str, op: str, *args: Any) -> Any:
     request = (_TAG, op, *args)
     try:
-        answer = call(scope, request, None)
+        answer = api.call(scope, request, None)
     except NoProc:
         if scope != DEFAULT_SCOPE:
             raise NoProc(scope, "pg scope") from None
-        _start_default()
-        answer = call(scope, request, None)
+        try:
+            api.start(Scope, DEFAULT_SCOPE, name=DEFAULT_SCOPE)
+        except SpawnError as exc:
+            raise _stopping(exc) from None
+        except LegionError:
+            pass  # started meanwhile by someone else
+        answer = api.call(scope, request, None)
     return _unwrap(answer, scope, op)
 
 
 async def _acall(scope: str, op: str, *args: Any) -> Any:
     request = (_TAG, op, *args)
     try:
-        answer = await acall(scope, request, None)
+        answer = await api.acall(scope, request, None)
     except NoProc:
         if scope != DEFAULT_SCOPE:
             raise NoProc(scope, "pg scope") from None
         try:
-            await astart(Scope, DEFAULT_SCOPE, name=DEFAULT_SCOPE)
+            await api.astart(Scope, DEFAULT_SCOPE, name=DEFAULT_SCOPE)
+        except SpawnError as exc:
+            raise _stopping(exc) from None
         except LegionError:
             pass  # started meanwhile by someone else
-        answer = await acall(scope, request, None)
+        answer = await api.acall(scope, request, None)
     return _unwrap(answer, scope, op)
 
 
-def _start_default() -> None:
-    from .errors import AlreadyRegistered
-
-    try:
-        api.start(Scope, DEFAULT_SCOPE, name=DEFAULT_SCOPE)
-    except AlreadyRegistered:
-        pass  # started meanwhile by someone else
+def _stopping(exc: SpawnError) -> Exception:
+    """The default scope is gone and cannot start again: the node is shutting down (it stops
+    the scope with everything else). A process that uses pg then, a worker whose `init` joins a
+    group while its supervisor is being stopped say, ends with reason "shutdown" like its
+    peers, instead of crashing with a traceback nobody can act on."""
+    if "shutting down" in str(exc):  # the node refuses every spawn once it is stopping
+        return ProcessExit("shutdown", "the pg scope is gone: the node is shutting down")
+    return exc
 
 
 def _group(group: Any) -> Any:
@@ -394,3 +422,83 @@ def demonitor(ref: Ref, *, scope: str = DEFAULT_SCOPE) -> bool:
 async def ademonitor(ref: Ref, *, scope: str = DEFAULT_SCOPE) -> bool:
     result: bool = await _acall(scope, "demonitor", ref)
     return result
+
+
+# -- calling a member -----------------------------------------------------------------------------
+
+
+def call(
+    group: Any,
+    request: Any,
+    timeout: float | None = _DEFAULT_TIMEOUT,
+    *,
+    scope: str = DEFAULT_SCOPE,
+) -> Any:
+    """Call one member of `group` (picked at random) and return its reply.
+
+    A member can die while a supervisor replaces it, and the scope learns of a death a moment
+    after the node does, so the member picked may already be gone. If the node reports it gone
+    before the request reached it (`NoProc`: the request was never delivered), the call is made
+    once more, on another member of a fresh read of the group. Any other failure is raised as
+    `legion.call` raises it: a `ProcessExit` once the request was delivered (the member may have
+    handled it, so it is never sent twice), `CallTimeout`, `AgentCancelled` for an agent.
+    Raises `EmptyGroup` (a `NoProc`) when there is no member to call, or `NoProc` when the
+    second member was gone too. A member that calls its own group is never picked itself (a
+    process calling itself would deadlock): it reaches another member.
+
+    `timeout` bounds the whole call, both attempts included; the default is `legion.call`'s
+    (5 s for a server, no limit for an agent this process started).
+    """
+    check_timeout(timeout, "legion.pg.call")
+    deadline = _deadline(timeout)
+    me = api.self()
+    first = _pick(get_members(group, scope=scope), (me,), group, scope)
+    try:
+        return api.call(first, request, _left(timeout, deadline, group))
+    except NoProc:
+        pass  # never delivered: safe to send to another member
+    second = _pick(get_members(group, scope=scope), (me, first), group, scope)
+    return api.call(second, request, _left(timeout, deadline, group))
+
+
+async def acall(
+    group: Any,
+    request: Any,
+    timeout: float | None = _DEFAULT_TIMEOUT,
+    *,
+    scope: str = DEFAULT_SCOPE,
+) -> Any:
+    """The awaitable twin of `call` (trio and asyncio)."""
+    check_timeout(timeout, "legion.pg.acall")
+    deadline = _deadline(timeout)
+    me = api.self()
+    first = _pick(await aget_members(group, scope=scope), (me,), group, scope)
+    try:
+        return await api.acall(first, request, _left(timeout, deadline, group))
+    except NoProc:
+        pass  # never delivered: safe to send to another member
+    second = _pick(await aget_members(group, scope=scope), (me, first), group, scope)
+    return await api.acall(second, request, _left(timeout, deadline, group))
+
+
+def _pick(members: list[Pid], tried: tuple[Pid, ...], group: Any, scope: str) -> Pid:
+    candidates = [pid for pid in members if pid not in tried]
+    if not candidates:
+        raise EmptyGroup(group, scope)
+    return random.choice(candidates)
+
+
+def _deadline(timeout: Any) -> float | None:
+    if timeout is _DEFAULT_TIMEOUT or timeout is None:
+        return None
+    return time.monotonic() + float(timeout)
+
+
+def _left(timeout: Any, deadline: float | None, group: Any) -> Any:
+    """What remains of the caller's timeout (the default and None pass through)."""
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise CallTimeout(group, float(timeout))
+    return left

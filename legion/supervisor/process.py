@@ -205,7 +205,9 @@ class Worker(Endpoint):
                 return False
             if self.events:
                 remaining = min(remaining, EVENT_DELAY)
-            wait_ms = None if remaining == math.inf else max(1, int(remaining * 1000))
+            wait_ms = (
+                None if remaining == math.inf else max(1, min(int(remaining * 1000), 2**31 - 1))
+            )
             if not self._poll.poll(wait_ms):
                 self.flush_events()  # idle for a moment: the queued events go now
             self.pump()

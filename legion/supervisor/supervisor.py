@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 import msgspec
 
 from . import wire
-from .api import Dest, acall, call
+from .api import Dest, acall, call, check_timeout
 from .childspec import ChildSpec, SpecError, SupervisorSpec, spec_from_term, sup_spec_from_term
 from .errors import (
     AlreadyPresent,
@@ -260,6 +260,8 @@ class Engine:
         group = [self.children[k] for k in keys if k in self.children]
         if not any(c.restarting for c in group):
             return _CONTINUE
+        if self.host.node.stopping:
+            return _CONTINUE  # the node refuses spawns now; retrying would only burn intensity
         if not self.add_restart():
             await self.stop_all()
             return "shutdown"
@@ -695,10 +697,12 @@ def _request(op: str, *args: Any) -> tuple[Any, ...]:
 
 
 def _admin(sup: Dest, timeout: float | None, op: str, *args: Any) -> Any:
+    timeout = check_timeout(timeout, f"Supervisor.{op}")
     return unwrap(call(sup, _request(op, *args), timeout), sup, op)
 
 
 async def _aadmin(sup: Dest, timeout: float | None, op: str, *args: Any) -> Any:
+    timeout = check_timeout(timeout, f"Supervisor.{op}")
     return unwrap(await acall(sup, _request(op, *args), timeout), sup, op)
 
 

@@ -122,8 +122,9 @@ def test_L7_linking_to_a_dead_process() -> None:
     assert wait_exit(dead).reason == "noproc"
     p = probe()
     ref = legion.monitor(p)
-    with pytest.raises(legion.NoProc):
+    with pytest.raises(legion.ProcessExit) as exited:  # delivered, so not NoProc
         legion.call(p, ("link", dead))
+    assert exited.value.reason == "noproc" and not isinstance(exited.value, legion.NoProc)
     assert wait_down(ref).reason == "noproc"
 
 

@@ -92,7 +92,7 @@ def test_registry_unit() -> None:
     metrics.handle(("legion", "sandbox", "eval", "stop"), {"duration": 0.1}, {"outcome": "memory"})
     metrics.handle(("legion", "nothing"), {}, {})
     metrics.handle(("legion", "llm", "request", "stop"), {"duration": "bad"}, {})  # logged only
-    text = metrics.scrape().decode()
+    text = metrics.render().decode()
     assert 'legion_llm_cost_usd_total{gen_ai_request_model="m"} 0.01' in text
     assert 'legion_supervisor_restarts_total{supervisor="Sup"} 1.0' in text
     assert 'legion_sandbox_violations_total{kind="memory"} 1.0' in text
