@@ -10,6 +10,10 @@ Blocking API calls made by synchronous code inside the process (a plain `def han
 calls `legion.call`) run on the loop's own thread: they read the socket themselves until their
 answer arrives, filing other frames exactly as the reader task would. Async code awaits instead.
 If the node goes away (EOF), the process exits at once: no orphans.
+
+Hot reload reaches a function process in `legion.receive`/`areceive` (see `Worker.receive`): a
+`CodeChange` request never enters its mailbox; the process loads the new code at its next
+receive, or at once while it waits in one, and answers the reloader.
 """
 
 from __future__ import annotations
@@ -22,13 +26,14 @@ import socket
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import wire
-from .endpoint import Endpoint
+from .endpoint import Endpoint, _deadline
 from .errors import ProcessExit
-from .terms import Crash, Pid, crash_from_exception
+from .terms import CallRequest, CodeChange, Crash, From, Pid, crash_from_exception
 
 if TYPE_CHECKING:
     import trio
@@ -78,6 +83,8 @@ class Worker(Endpoint):
         self.events: list[wire.TelemetryEvent] = []  # not yet written (see `queue_event`)
         self._flush_scope: trio.CancelScope | None = None
         self.init_failure_sent = False  # the spawner got the failure of `init` (and prints it)
+        self.kind = _kind(target)
+        self.code_changes: deque[CallRequest] = deque()  # a function's, until its next receive
 
     # -- the connection --------------------------------------------------------------------------
 
@@ -175,6 +182,19 @@ class Worker(Endpoint):
             await trio.lowlevel.wait_readable(self._sock)
             self.pump()
 
+    def dispatch(self, msg: wire.Frame) -> None:
+        if type(msg) is wire.CallIn and self.kind != "server":
+            request = wire.decode_term(msg.payload)
+            call = CallRequest(From(msg.caller, msg.ref), request)
+            if type(request) is not CodeChange:
+                self.mailbox.append(call)
+            elif self.kind == "function":
+                self.code_changes.append(call)  # never a message: see `receive`
+            else:
+                self.mailbox.append(_for_agent(call))
+        else:
+            super().dispatch(msg)
+
     def dispatch_other(self, msg: wire.Frame) -> None:
         if type(msg) is wire.Boot:
             self.boot = msg
@@ -224,6 +244,64 @@ class Worker(Endpoint):
                 await self._arrival.wait()
         return True
 
+    # -- receive, where a function process takes new code --------------------------------------
+
+    def receive(
+        self, timeout: float | None = None, match: Callable[[Any], bool] | None = None
+    ) -> Any:
+        """`legion.receive` in this process. A function process loads new code here first
+        (`switch_code`), and while it waits a `CodeChange` wakes it to load at once: Erlang's
+        processes likewise take new code at their next fully qualified call, and the frame
+        running now (the loop around this receive) keeps its old code until it returns."""
+        deadline = _deadline(timeout)
+        ready = self._match(match)
+        changes = self.code_changes
+        while True:
+            while changes:
+                self.switch_code(changes.popleft())
+            if ready():
+                return self._pop(match)
+            if not self._wait(lambda: bool(changes) or ready(), deadline):
+                raise TimeoutError(f"no message within {timeout} s")
+
+    async def areceive(
+        self, timeout: float | None = None, match: Callable[[Any], bool] | None = None
+    ) -> Any:
+        deadline = _deadline(timeout)
+        ready = self._match(match)
+        changes = self.code_changes
+        while True:
+            while changes:
+                self.switch_code(changes.popleft())
+            if ready():
+                return self._pop(match)
+            if not await self._await(lambda: bool(changes) or ready(), deadline):
+                raise TimeoutError(f"no message within {timeout} s")
+
+    def switch_code(self, call: CallRequest) -> None:
+        """Load the modules a `CodeChange` names that this process has imported, patched in
+        place (`codeload`): the next call through a module object or a held function runs the
+        new code. Answers `["ok", None, modules loaded]` (`legion.reload`), `["ok", None]`
+        (`legion.code_change`, whose `reload=True` means the function's own module), or
+        `["error", why]` with everything put back."""
+        from . import codeload
+
+        change: CodeChange = call.request
+        if isinstance(change.reload, list):
+            names = change.reload
+        else:
+            own = getattr(self.target, "__module__", None)
+            names = [own] if change.reload is True and isinstance(own, str) else []
+        try:
+            loaded = codeload.load(names)
+        except codeload.LoadError as exc:
+            answer: list[Any] = ["error", f"cannot load {exc}"]
+        else:
+            answer = ["ok", None]
+            if isinstance(change.reload, list):
+                answer.append(loaded.modules)
+        self.reply(call.from_, answer)
+
     async def next_message(self, timeout: float | None) -> Any:
         """The oldest message in the mailbox, waiting up to `timeout`; None if none came.
 
@@ -258,6 +336,27 @@ class Worker(Endpoint):
             and stats.run_sync_soon_queue_size == 0
             and next_deadline == math.inf
         )
+
+
+def _kind(target: Any) -> str:
+    """What runs here: a "server", an "agent" (a server that loads new code between its
+    turns) or a "function"."""
+    from .server import Server
+
+    if not (isinstance(target, type) and issubclass(target, Server)):
+        return "function"
+    return "agent" if getattr(target, "__legion_agent__", False) is True else "server"
+
+
+def _for_agent(call: CallRequest) -> CallRequest:
+    """`legion.reload`'s `CodeChange` as the agent's own reload request, which it handles
+    between two turns and which rebuilds its tools and prompt (`Agent._reload`)."""
+    change: CodeChange = call.request
+    if not isinstance(change.reload, list):
+        return call  # `legion.code_change`: the server's own path
+    from ..agent import CONTROL
+
+    return CallRequest(call.from_, [CONTROL, "reload", change.reload])
 
 
 def _encode_events(events: list[wire.TelemetryEvent], limit: int) -> bytes:
