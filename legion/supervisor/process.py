@@ -11,9 +11,11 @@ calls `legion.call`) run on the loop's own thread: they read the socket themselv
 answer arrives, filing other frames exactly as the reader task would. Async code awaits instead.
 If the node goes away (EOF), the process exits at once: no orphans.
 
-Hot reload reaches a function process in `legion.receive`/`areceive` (see `Worker.receive`): a
-`CodeChange` request never enters its mailbox; the process loads the new code at its next
-receive, or at once while it waits in one, and answers the reloader.
+Hot reload (`legion.reload`) asks every process with one `CodeChange` call, and the process
+decides what it means (`Worker.dispatch`): one that imported none of the modules answers at
+once, whatever it is doing; a server loads them between two messages, an agent between two
+turns; a function process, whose mailbox never sees the request, at its next `legion.receive`
+or `areceive`, or at once while it waits in one (`Worker.receive`).
 """
 
 from __future__ import annotations
@@ -183,17 +185,19 @@ class Worker(Endpoint):
             self.pump()
 
     def dispatch(self, msg: wire.Frame) -> None:
-        if type(msg) is wire.CallIn and self.kind != "server":
-            request = wire.decode_term(msg.payload)
-            call = CallRequest(From(msg.caller, msg.ref), request)
-            if type(request) is not CodeChange:
-                self.mailbox.append(call)
-            elif self.kind == "function":
-                self.code_changes.append(call)  # never a message: see `receive`
-            else:
-                self.mailbox.append(_for_agent(call))
-        else:
+        if type(msg) is not wire.CallIn:
             super().dispatch(msg)
+            return
+        request = wire.decode_term(msg.payload)
+        call = CallRequest(From(msg.caller, msg.ref), request)
+        if type(request) is not CodeChange:
+            self.mailbox.append(call)
+        elif _loads_nothing(request):
+            self.reply(call.from_, ["ok", None, []])  # now, even in the middle of other work
+        elif self.kind == "function":
+            self.code_changes.append(call)  # never a message: see `receive`
+        else:
+            self.mailbox.append(_for_agent(call) if self.kind == "agent" else call)
 
     def dispatch_other(self, msg: wire.Frame) -> None:
         if type(msg) is wire.Boot:
@@ -346,6 +350,15 @@ def _kind(target: Any) -> str:
     if not (isinstance(target, type) and issubclass(target, Server)):
         return "function"
     return "agent" if getattr(target, "__legion_agent__", False) is True else "server"
+
+
+def _loads_nothing(change: CodeChange) -> bool:
+    """A `legion.reload` none of whose modules this process has imported: it can answer at
+    once, whatever it is doing, since there is nothing to switch."""
+    if not isinstance(change.reload, list):
+        return False
+    names = ("__mp_main__" if n == "__main__" else n for n in change.reload)
+    return not any(name in sys.modules for name in names)
 
 
 def _for_agent(call: CallRequest) -> CallRequest:

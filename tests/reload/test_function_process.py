@@ -113,13 +113,15 @@ def test_a_busy_function_process_is_in_failed_and_switches_at_its_next_receive(
     assert _ask(pid, "hold") == "holding"  # now blocked reading the FIFO, not in receive
 
     _write(d / f"{helpers}.py", HELPERS_V2)
-    result = legion.reload(helpers, timeout=0.5)
+    try:
+        result = legion.reload(helpers, timeout=0.5)
+    finally:
+        with open(fifo, "w") as f:
+            f.write("ann")
 
     assert result.reloaded == [] and result.restarted == []
     assert "no answer within 0.5 s" in result.failed[pid]
     assert "not waiting in legion.receive" in result.failed[pid]
-    with open(fifo, "w") as f:
-        f.write("ann")
     # the rest of that message runs before its next receive: still the old helper
     assert legion.receive(timeout=10) == ["v1", "hello ann"]
     assert _ask(pid, "ann") == ["v1", "good morning ann"]  # switched in that receive
@@ -194,3 +196,39 @@ def test_processes_whose_code_the_application_never_imported_switch_too(
     assert legion.call(server, "bob") == "good morning bob"
     legion.stop(function)
     legion.stop(server)
+
+
+UNRELATED = """
+import legion
+import trio
+
+async def serve(parent):
+    legion.send(parent, "holding")
+    async with await trio.open_file({fifo!r}) as f:  # the loop stays free: a thread reads
+        await f.read()
+"""
+
+
+def test_a_busy_process_that_never_imported_the_module_answers_at_once(
+    project: tuple[str, Path],
+) -> None:
+    tag, d = project
+    helpers, unrelated, fifo = f"helpers{tag}", f"unrelated{tag}", d / "hold.fifo"
+    os.mkfifo(fifo)
+    _write(d / f"{helpers}.py", HELPERS_V1)
+    _write(d / f"{unrelated}.py", UNRELATED.format(fifo=str(fifo)))
+    pid = legion.spawn(importlib.import_module(unrelated).serve, legion.self())
+    assert legion.receive(timeout=10) == "holding"  # busy, not in receive
+
+    ref = legion.monitor(pid)
+    _write(d / f"{helpers}.py", HELPERS_V2)
+    try:
+        result = legion.reload(helpers, timeout=5)
+    finally:
+        with open(fifo, "w") as f:
+            f.write("done")
+
+    assert result.reloaded == [] and result.failed == {}  # in neither list: it has nothing to do
+    assert legion.receive(timeout=10, match=lambda m: isinstance(m, legion.Down)) == legion.Down(
+        ref, pid, "normal"
+    )
