@@ -133,16 +133,21 @@ def _busy(module: str, qualname: str, timeout: float) -> _Busy:
 
     target = _resolve(module, qualname)
     if getattr(target, "__legion_agent__", False) is True:
-        doing = "an agent busy with a turn; it switches when the turn ends"
+        doing = (
+            "an agent busy with a turn; if it uses a changed module, it switches when the turn ends"
+        )
     elif isinstance(target, type) and issubclass(target, Server):
-        doing = "a server busy with a long call; it switches before its next message"
+        doing = (
+            "a server busy with a long call; if it uses a changed module, it switches before "
+            "its next message"
+        )
     elif target is not None:
         doing = (
-            "a function process that is not waiting in legion.receive; it loads the changed "
-            "modules it uses, if any, at its next receive"
+            "a function process not waiting in legion.receive; if it uses a changed module, it "
+            "switches at its next receive"
         )
     else:
-        doing = "busy; it switches when it gets to the request, if it uses a changed module"
+        doing = "busy; if it uses a changed module, it switches when it gets to the request"
     return _Busy(f"no answer within {timeout} s: {doing}")
 
 
