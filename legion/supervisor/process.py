@@ -226,7 +226,8 @@ class Worker(Endpoint):
         while not ready():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return False
+                self.pump()  # what arrived by the deadline counts: `receive(timeout=0)` polls
+                return ready()
             if self.events:
                 remaining = min(remaining, EVENT_DELAY)
             wait_ms = (

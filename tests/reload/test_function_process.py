@@ -101,6 +101,42 @@ def test_a_function_process_waiting_in_receive_switches_and_keeps_its_running_fr
     legion.stop(fresh)
 
 
+POLLER = """
+import time
+import legion
+import {helpers}
+
+def poll(parent):
+    legion.send(parent, "polling")
+    while True:
+        try:
+            sender, text = legion.receive(timeout=0)
+        except TimeoutError:
+            time.sleep(0.005)  # its own work between two polls
+            continue
+        legion.send(sender, ["v1", {helpers}.greeting(text)])
+"""
+
+
+def test_a_function_process_polling_with_a_zero_timeout_gets_messages_and_new_code(
+    project: tuple[str, Path],
+) -> None:
+    tag, d = project
+    helpers, worker = f"helpers{tag}", f"poller{tag}"
+    _write(d / f"{helpers}.py", HELPERS_V1)
+    _write(d / f"{worker}.py", POLLER.format(helpers=helpers))
+    pid = legion.spawn(importlib.import_module(worker).poll, legion.self())
+    assert legion.receive(timeout=10) == "polling"
+    assert _ask(pid, "ann") == ["v1", "hello ann"]  # `receive(timeout=0)` reads what arrived
+
+    _write(d / f"{helpers}.py", HELPERS_V2)
+    result = legion.reload(helpers)
+
+    assert result.reloaded == [pid] and result.failed == {}
+    assert _ask(pid, "ann") == ["v1", "good morning ann"]
+    legion.stop(pid)
+
+
 def test_a_busy_function_process_is_in_failed_and_switches_at_its_next_receive(
     project: tuple[str, Path],
 ) -> None:
