@@ -268,3 +268,30 @@ def test_a_busy_process_that_never_imported_the_module_answers_at_once(
     assert legion.receive(timeout=10, match=lambda m: isinstance(m, legion.Down)) == legion.Down(
         ref, pid, "normal"
     )
+
+
+LABELLED = """
+import legion
+
+def label():
+    return "{vsn}"
+
+def serve():
+    while True:
+        sender, text = legion.receive()
+        legion.send(sender, [label(), text])
+"""
+
+
+def test_code_change_with_reload_loads_a_function_process_own_module(
+    project: tuple[str, Path],
+) -> None:
+    tag, d = project
+    worker = f"labelled{tag}"
+    _write(d / f"{worker}.py", LABELLED.format(vsn="v1"))
+    pid = legion.spawn(importlib.import_module(worker).serve)
+    assert _ask(pid, "ann") == ["v1", "ann"]
+    _write(d / f"{worker}.py", LABELLED.format(vsn="v2"))
+    assert legion.code_change(pid, reload=True) is None  # a function has no vsn
+    assert _ask(pid, "ann") == ["v2", "ann"]  # its loop runs on; `label()` is the new one
+    legion.stop(pid)
