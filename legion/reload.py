@@ -9,16 +9,18 @@
 3. The agent zygote notices the changed source on its next fork and loads it the same way, so
    new processes start on the new code (the zygote is not restarted: live processes die with
    it).
-4. Every live process that imported a changed module, directly or through another module,
-   loads it the same way between two messages: a server runs `code_change(old_vsn, extra)`
-   when its own class's module changed; an agent switches between two turns (a turn in flight
-   finishes on the old code), keeps its conversation, bindings and tool instances, and rebuilds
-   its tool table and system prompt from the tools as they are now. A process whose switch
-   fails is put back on its old code and listed in `failed`; a supervised one is then ended so
-   that its supervisor restarts it on the new code (`restarted`). One still busy when the
-   timeout ends is listed in `failed` as busy, not restarted: it switches when it gets to it.
-   A function process cannot switch while it runs: if its module uses a changed one it is
-   listed in `failed` (and restarted when supervised).
+4. Every live process is asked, and each one that imported a changed module, directly or
+   through another module, loads it the same way: a server between two messages (then
+   `code_change(old_vsn, extra)` when its own class's module changed); an agent between two
+   turns (a turn in flight finishes on the old code), keeping its conversation, bindings and
+   tool instances and rebuilding its tool table and system prompt from the tools as they are
+   now; a function process at its next `legion.receive` (at once if it waits in one), its
+   running frame kept and its next call through a module object new. The process decides
+   (`legion.supervisor.process`), so one whose code this application never imported is reached
+   too. A process whose switch fails is put back on its old code and listed in `failed`; a
+   supervised one is then ended so that its supervisor restarts it on the new code
+   (`restarted`). One still busy when the timeout ends is listed in `failed` as busy, not
+   restarted: its request stays queued and it switches when it gets to it.
 
 A `legion.telemetry.RELOAD` event reports which modules changed and which processes took it.
 """
@@ -99,54 +101,54 @@ def _check(modules: list[str]) -> None:
 
 
 class _Plan:
-    """How each live process is asked to switch, decided from what this application knows of
-    its class: an agent by a control request (it switches between turns), a server by a
-    `CodeChange` system request, a function process not at all (it cannot switch while it runs).
-    The runtime's own processes (supervisors) run no application code and are left alone."""
+    """Every live process is asked with one `CodeChange` request, and each decides on its own
+    side what it means (`legion.supervisor.process`): a server loads between two messages, an
+    agent between two turns, a function process at its next `legion.receive`; one that never
+    imported a changed module answers that it loaded nothing. So a process whose code this
+    application never imported is reached too. The runtime's own processes (supervisors) run
+    no application code and are left alone."""
 
     def __init__(self, names: list[str], extra: Any) -> None:
-        from .supervisor import codeload
-
         self.names = names
         self.extra = extra
-        self.affected = codeload.dependents(names)
 
-    def request(self, module: str, qualname: str) -> Any:
-        """The request for a process of `module.qualname`, a `_Cannot` saying why it cannot
-        switch, or None to leave it alone."""
+    def request(self, module: str, qualname: str) -> CodeChange | None:
+        """The request for a process of `module.qualname`, or None to leave it alone."""
         if module.split(".")[0] == "legion":
             return None
-        target = _resolve(module, qualname)
-        if target is None:
-            if module in self.names:
-                return _Cannot(
-                    f"its code ({module}.{qualname}) is not loaded in this application, so it "
-                    "cannot be asked safely (a function process would take the request as a "
-                    "message): import it here, or restart the process",
-                    restart=False,
-                )
-            return None
-        from .supervisor.server import Server
-
-        if getattr(target, "__legion_agent__", False):
-            return [_control(), "reload", self.names]
-        if isinstance(target, type) and issubclass(target, Server):
-            return CodeChange(self.extra, self.names)
-        if module in self.affected:
-            return _Cannot(
-                "a function process cannot switch code while it runs: restart it "
-                "(a supervised one is restarted on the new code)",
-                restart=True,
-            )
-        return None
+        return CodeChange(self.extra, self.names)
 
 
 @dataclass
-class _Cannot:
-    """A process that cannot be asked to switch: why, and whether restarting it would help."""
+class _Busy:
+    """A process that did not answer in time: why. Its request stays queued (it switches
+    when it gets to it), so it is not restarted."""
 
     reason: str
-    restart: bool
+
+
+def _busy(module: str, qualname: str, timeout: float) -> _Busy:
+    """Why a process did not answer in time, as far as this application can tell its kind."""
+    from .supervisor.server import Server
+
+    target = _resolve(module, qualname)
+    if getattr(target, "__legion_agent__", False) is True:
+        doing = (
+            "an agent busy with a turn; if it uses a changed module, it switches when the turn ends"
+        )
+    elif isinstance(target, type) and issubclass(target, Server):
+        doing = (
+            "a server busy with a long call; if it uses a changed module, it switches before "
+            "its next message"
+        )
+    elif target is not None:
+        doing = (
+            "a function process not waiting in legion.receive; if it uses a changed module, it "
+            "switches at its next receive"
+        )
+    else:
+        doing = "busy; if it uses a changed module, it switches when it gets to the request"
+    return _Busy(f"no answer within {timeout} s: {doing}")
 
 
 def _resolve(module: str, qualname: str) -> Any:
@@ -158,10 +160,10 @@ def _resolve(module: str, qualname: str) -> Any:
 
 def _outcome(result: ReloadResult, pid: Pid, reply: Any, supervised: list[Any]) -> None:
     """Record one process's answer: the modules it loaded (`["ok", ..., modules]`), or why it
-    did not switch (`["error", reason]`, a `_Cannot`, or the call's failure as a string)."""
+    did not switch (`["error", reason]`, `_Busy`, or the call's failure as a string)."""
     restart = True
-    if isinstance(reply, _Cannot):
-        result.failed[pid], restart = reply.reason, reply.restart
+    if isinstance(reply, _Busy):
+        result.failed[pid], restart = reply.reason, False
     elif isinstance(reply, str):
         result.failed[pid] = reply
     elif reply[0] != "ok":
@@ -178,7 +180,8 @@ def reload(modules: Iterable[str] | str, extra: Any = None, timeout: float = 30.
 
     `extra` is passed to the `code_change` of servers whose own module changed. Every live
     process is asked at once, and `timeout` bounds the wait for all of them (an agent answers
-    once its turn in flight is over). The calling process loads the modules itself (step 2)."""
+    once its turn in flight is over, a function process at its next `legion.receive`). The
+    calling process loads the modules itself (step 2)."""
     from .supervisor.endpoint import _deadline
 
     names, start, result = _begin(modules)
@@ -190,42 +193,29 @@ def reload(modules: Iterable[str] | str, extra: Any = None, timeout: float = 30.
         request = plan.request(module, qualname)
         if request is None or pid == endpoint.pid:
             continue
-        if isinstance(request, _Cannot):
-            _outcome(result, pid, request, supervised)
-            continue
         try:
-            asked.append((pid, endpoint._start_call(pid, request), supervised))
+            asked.append((pid, module, qualname, endpoint._start_call(pid, request), supervised))
         except Exception as exc:
             _outcome(result, pid, f"{type(exc).__name__}: {exc}", supervised)
     deadline = _deadline(timeout)
-    for pid, ref, supervised in asked:
+    for pid, module, qualname, ref, supervised in asked:
         ok = endpoint._wait(endpoint._answered(ref, False), deadline)
         try:
             reply = endpoint._finish_call(ref, ok, pid, timeout)
         except Exception as exc:
-            reply = _failure(exc, timeout)
+            reply = _failure(exc, module, qualname, timeout)
         _outcome(result, pid, reply, supervised)
     return _end(result, start)
 
 
-def _failure(exc: Exception, timeout: float) -> Any:
-    """Why a process did not answer: busy past the timeout (its request stays queued, so it is
-    not restarted), or the call's failure (it died meanwhile, say)."""
+def _failure(exc: Exception, module: str, qualname: str, timeout: float) -> Any:
+    """Why a process did not answer: busy past the timeout (`_busy`), or the call's failure
+    (it died meanwhile, say)."""
     from .supervisor.errors import CallTimeout
 
     if isinstance(exc, CallTimeout):
-        return _Cannot(
-            f"no answer within {timeout} s (busy with a turn or a long call); the request "
-            "stays queued, so it switches when it gets to it",
-            restart=False,
-        )
+        return _busy(module, qualname, timeout)
     return f"{type(exc).__name__}: {exc}"
-
-
-def _control() -> str:
-    from .agent import CONTROL
-
-    return CONTROL
 
 
 def _begin(modules: Iterable[str] | str) -> tuple[list[str], float, ReloadResult]:
@@ -270,12 +260,10 @@ async def areload(
         request = plan.request(module, qualname)
         if request is None or pid == endpoint.pid:
             return
-        reply = request
-        if not isinstance(request, _Cannot):
-            try:
-                reply = await endpoint.acall(pid, request, timeout)
-            except Exception as exc:
-                reply = _failure(exc, timeout)
+        try:
+            reply = await endpoint.acall(pid, request, timeout)
+        except Exception as exc:
+            reply = _failure(exc, module, qualname, timeout)
         _outcome(result, pid, reply, list(supervised))
 
     import sniffio

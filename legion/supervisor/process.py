@@ -10,6 +10,12 @@ Blocking API calls made by synchronous code inside the process (a plain `def han
 calls `legion.call`) run on the loop's own thread: they read the socket themselves until their
 answer arrives, filing other frames exactly as the reader task would. Async code awaits instead.
 If the node goes away (EOF), the process exits at once: no orphans.
+
+Hot reload (`legion.reload`) asks every process with one `CodeChange` call, and the process
+decides what it means (`Worker.dispatch`): one that imported none of the modules answers at
+once, whatever it is doing; a server loads them between two messages, an agent between two
+turns; a function process, whose mailbox never sees the request, at its next `legion.receive`
+or `areceive`, or at once while it waits in one (`Worker.receive`).
 """
 
 from __future__ import annotations
@@ -22,13 +28,14 @@ import socket
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import wire
-from .endpoint import Endpoint
+from .endpoint import Endpoint, _deadline
 from .errors import ProcessExit
-from .terms import Crash, Pid, crash_from_exception
+from .terms import CallRequest, CodeChange, Crash, From, Pid, crash_from_exception
 
 if TYPE_CHECKING:
     import trio
@@ -78,6 +85,8 @@ class Worker(Endpoint):
         self.events: list[wire.TelemetryEvent] = []  # not yet written (see `queue_event`)
         self._flush_scope: trio.CancelScope | None = None
         self.init_failure_sent = False  # the spawner got the failure of `init` (and prints it)
+        self.kind = _kind(target)
+        self.code_changes: deque[CallRequest] = deque()  # a function's, until its next receive
 
     # -- the connection --------------------------------------------------------------------------
 
@@ -175,6 +184,21 @@ class Worker(Endpoint):
             await trio.lowlevel.wait_readable(self._sock)
             self.pump()
 
+    def dispatch(self, msg: wire.Frame) -> None:
+        if type(msg) is not wire.CallIn:
+            super().dispatch(msg)
+            return
+        request = wire.decode_term(msg.payload)
+        call = CallRequest(From(msg.caller, msg.ref), request)
+        if type(request) is not CodeChange:
+            self.mailbox.append(call)
+        elif _loads_nothing(request):
+            self.reply(call.from_, ["ok", None, []])  # now, even in the middle of other work
+        elif self.kind == "function":
+            self.code_changes.append(call)  # never a message: see `receive`
+        else:
+            self.mailbox.append(_for_agent(call) if self.kind == "agent" else call)
+
     def dispatch_other(self, msg: wire.Frame) -> None:
         if type(msg) is wire.Boot:
             self.boot = msg
@@ -202,7 +226,8 @@ class Worker(Endpoint):
         while not ready():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return False
+                self.pump()  # what arrived by the deadline counts: `receive(timeout=0)` polls
+                return ready()
             if self.events:
                 remaining = min(remaining, EVENT_DELAY)
             wait_ms = (
@@ -223,6 +248,64 @@ class Worker(Endpoint):
             with trio.move_on_after(remaining):
                 await self._arrival.wait()
         return True
+
+    # -- receive, where a function process takes new code --------------------------------------
+
+    def receive(
+        self, timeout: float | None = None, match: Callable[[Any], bool] | None = None
+    ) -> Any:
+        """`legion.receive` in this process. A function process loads new code here first
+        (`switch_code`), and while it waits a `CodeChange` wakes it to load at once: Erlang's
+        processes likewise take new code at their next fully qualified call, and the frame
+        running now (the loop around this receive) keeps its old code until it returns."""
+        deadline = _deadline(timeout)
+        ready = self._match(match)
+        changes = self.code_changes
+        while True:
+            while changes:
+                self.switch_code(changes.popleft())
+            if ready():
+                return self._pop(match)
+            if not self._wait(lambda: bool(changes) or ready(), deadline):
+                raise TimeoutError(f"no message within {timeout} s")
+
+    async def areceive(
+        self, timeout: float | None = None, match: Callable[[Any], bool] | None = None
+    ) -> Any:
+        deadline = _deadline(timeout)
+        ready = self._match(match)
+        changes = self.code_changes
+        while True:
+            while changes:
+                self.switch_code(changes.popleft())
+            if ready():
+                return self._pop(match)
+            if not await self._await(lambda: bool(changes) or ready(), deadline):
+                raise TimeoutError(f"no message within {timeout} s")
+
+    def switch_code(self, call: CallRequest) -> None:
+        """Load the modules a `CodeChange` names that this process has imported, patched in
+        place (`codeload`): the next call through a module object or a held function runs the
+        new code. Answers `["ok", None, modules loaded]` (`legion.reload`), `["ok", None]`
+        (`legion.code_change`, whose `reload=True` means the function's own module), or
+        `["error", why]` with everything put back."""
+        from . import codeload
+
+        change: CodeChange = call.request
+        if isinstance(change.reload, list):
+            names = change.reload
+        else:
+            own = getattr(self.target, "__module__", None)
+            names = [own] if change.reload is True and isinstance(own, str) else []
+        try:
+            loaded = codeload.load(names)
+        except codeload.LoadError as exc:
+            answer: list[Any] = ["error", f"cannot load {exc}"]
+        else:
+            answer = ["ok", None]
+            if isinstance(change.reload, list):
+                answer.append(loaded.modules)
+        self.reply(call.from_, answer)
 
     async def next_message(self, timeout: float | None) -> Any:
         """The oldest message in the mailbox, waiting up to `timeout`; None if none came.
@@ -258,6 +341,36 @@ class Worker(Endpoint):
             and stats.run_sync_soon_queue_size == 0
             and next_deadline == math.inf
         )
+
+
+def _kind(target: Any) -> str:
+    """What runs here: a "server", an "agent" (a server that loads new code between its
+    turns) or a "function"."""
+    from .server import Server
+
+    if not (isinstance(target, type) and issubclass(target, Server)):
+        return "function"
+    return "agent" if getattr(target, "__legion_agent__", False) is True else "server"
+
+
+def _loads_nothing(change: CodeChange) -> bool:
+    """A `legion.reload` none of whose modules this process has imported: it can answer at
+    once, whatever it is doing, since there is nothing to switch."""
+    if not isinstance(change.reload, list):
+        return False
+    names = ("__mp_main__" if n == "__main__" else n for n in change.reload)
+    return not any(name in sys.modules for name in names)
+
+
+def _for_agent(call: CallRequest) -> CallRequest:
+    """`legion.reload`'s `CodeChange` as the agent's own reload request, which it handles
+    between two turns and which rebuilds its tools and prompt (`Agent._reload`)."""
+    change: CodeChange = call.request
+    if not isinstance(change.reload, list):
+        return call  # `legion.code_change`: the server's own path
+    from ..agent import CONTROL
+
+    return CallRequest(call.from_, [CONTROL, "reload", change.reload])
 
 
 def _encode_events(events: list[wire.TelemetryEvent], limit: int) -> bytes:

@@ -230,13 +230,12 @@ def test_a_process_that_did_not_switch_is_in_failed_with_why_and_keeps_its_old_c
     _write(d / f"{helpers}.py", HELPERS_V2)
     result = legion.reload([helpers, keeper])
 
-    assert result.reloaded == [] and result.restarted == []
-    assert "cannot migrate from 1" in result.failed[server]
-    assert "function process cannot switch" in result.failed[function]
+    assert result.reloaded == [function] and result.restarted == []
+    assert list(result.failed) == [server] and "cannot migrate from 1" in result.failed[server]
     # everything it loaded was put back: its own class and the helper it calls
     assert legion.call(server, "x") == ["v1", "hello x", 2]
-    legion.send(function, legion.self())  # it runs on: the helper it holds is the old one
-    assert legion.receive(timeout=10) == "hello waiter"
+    legion.send(function, legion.self())  # the function process, waiting, took the new helper
+    assert legion.receive(timeout=10) == "good morning waiter"
     legion.stop(server)
 
 
