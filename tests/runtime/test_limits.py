@@ -27,9 +27,10 @@ from typing import Any
 import msgspec
 import pytest
 from helpers import kill_and_wait, probe
+from procs import Probe
 
 import legion
-from legion.supervisor import wire
+from legion.supervisor import client, wire
 
 HERE = str(Path(__file__).parent)
 
@@ -490,6 +491,35 @@ def test_an_int_beyond_msgpack_is_the_same_type_error_at_the_sender(big: Any) ->
     with pytest.raises(TypeError, match=r"builtins\.int"):
         legion.stop(p, big)  # a value in a control frame (an exit reason) too
     assert legion.call(p, ("echo", [2**64 - 1, -(2**63)])) == [2**64 - 1, -(2**63)]
+    kill_and_wait(p)
+
+
+def _nested(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+SENDS_OF_A_DEEP_VALUE: dict[str, Callable[[legion.Pid, Any], Any]] = {
+    "send": lambda p, v: legion.send(p, v),
+    "call": lambda p, v: legion.call(p, ("echo", v)),
+    "cast": lambda p, v: legion.cast(p, v),
+    "reply": lambda p, v: legion.reply(legion.From(p, client.get().make_ref()), v),
+    "spawn argument": lambda p, v: legion.spawn(Probe, v),
+    "exit reason": lambda p, v: legion.exit(p, v),
+    "stop reason": lambda p, v: legion.stop(p, v),
+}
+
+
+@pytest.mark.parametrize("how", SENDS_OF_A_DEEP_VALUE.values(), ids=SENDS_OF_A_DEEP_VALUE.keys())
+def test_a_value_nested_too_deep_is_a_type_error_at_the_sender(
+    how: Callable[[legion.Pid, Any], Any],
+) -> None:
+    p = probe()
+    with pytest.raises(TypeError, match=r"nested this deep.*recursion limit \(sys\.getrec"):
+        how(p, _nested(100_000))
+    assert legion.call(p, ("echo", _nested(50))) == _nested(50)  # nothing was sent; p is fine
     kill_and_wait(p)
 
 
