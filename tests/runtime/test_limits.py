@@ -9,6 +9,7 @@ subprocesses; the raw-socket tests speak the wire by hand.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import resource
@@ -521,6 +522,65 @@ def test_a_value_nested_too_deep_is_a_type_error_at_the_sender(
         how(p, _nested(100_000))
     assert legion.call(p, ("echo", _nested(50))) == _nested(50)  # nothing was sent; p is fine
     kill_and_wait(p)
+
+
+# -- timeouts -------------------------------------------------------------------------------------
+
+
+class IdleFromInit(legion.Server):
+    """Sets its idle timeout in init, from the start argument."""
+
+    def init(self, arg: Any) -> None:
+        self.idle_timeout = arg
+
+
+BAD_TIMEOUTS = [float("nan"), -1, -0.5]
+
+
+def _class_with_idle_timeout(value: Any) -> None:
+    class Idle(legion.Server):
+        idle_timeout = value
+
+
+TIMEOUT_TAKERS: dict[str, tuple[Callable[[Any], Any], str]] = {
+    "Reply": (lambda t: legion.Reply("v", timeout=t), "legion.Reply"),
+    "NoReply": (lambda t: legion.NoReply(timeout=t), "legion.NoReply"),
+    "idle_timeout on the class": (_class_with_idle_timeout, "Idle.idle_timeout"),
+    "telemetry.flush": (lambda t: legion.telemetry.flush(t), "legion.telemetry.flush"),
+    "sandbox evaluate": (lambda t: _sandbox().evaluate("1", timeout=t), "legion.sandbox"),
+}
+
+
+def _sandbox() -> Any:
+    import legion.sandbox
+
+    return legion.sandbox
+
+
+@pytest.mark.parametrize("timeout", BAD_TIMEOUTS, ids=["nan", "-1", "-0.5"])
+@pytest.mark.parametrize("taker", TIMEOUT_TAKERS.values(), ids=TIMEOUT_TAKERS.keys())
+def test_a_nan_or_negative_timeout_is_a_value_error_naming_the_rule(
+    taker: tuple[Callable[[Any], Any], str], timeout: float
+) -> None:
+    make, what = taker
+    with pytest.raises(ValueError, match=rf"{re.escape(what)}: timeout must be .*seconds"):
+        make(timeout)
+
+
+def test_an_idle_timeout_set_in_init_is_checked_at_start() -> None:
+    with pytest.raises(legion.InitError, match=r"IdleFromInit\.idle_timeout: timeout must be"):
+        legion.start(IdleFromInit, float("nan"))
+    pid = legion.start(IdleFromInit, 30)  # a good one starts
+    assert pid is not None
+    kill_and_wait(pid)
+
+
+def test_a_zero_sandbox_timeout_is_refused_and_an_infinite_one_runs() -> None:
+    with pytest.raises(
+        ValueError, match=r"legion.sandbox: timeout must be a number of seconds > 0"
+    ):
+        _sandbox().evaluate("1", timeout=0)
+    assert _sandbox().evaluate("6 * 7", timeout=math.inf).value == 42
 
 
 CRASHES = {
