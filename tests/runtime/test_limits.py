@@ -360,6 +360,54 @@ def test_a_mailbox_bound_below_one_frame_is_a_config_error() -> None:
     assert "max_mailbox_bytes must be a number of bytes from 131072" in out.stdout, out.stderr
 
 
+def test_legion_node_takes_the_frame_and_mailbox_bounds(tmp_path: Path) -> None:
+    path = str(tmp_path / "node.sock")
+    bounds = ["--max-frame-bytes", "4096", "--max-mailbox-bytes", "65536"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "legion", "node", "--socket", path, *bounds],
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    node = ServiceNode(path, process)
+    try:
+        node.wait_log("listening on")
+        out = _run_app(
+            """
+            import json, legion
+            from procs import sleeper
+
+            result = {}
+            try:
+                legion.send(legion.self(), b"x" * 5000)
+            except legion.MessageTooLarge as exc:
+                result["frame"] = exc.limit
+            blocked, ref = legion.spawn(sleeper, monitor=True)
+            for _ in range(300):  # 1.2 MB: past the bound and what the kernel buffers
+                legion.send(blocked, b"z" * 4000)
+            down = legion.receive(timeout=60, match=lambda m: isinstance(m, legion.Down))
+            result["down"] = down.reason
+            print(json.dumps(result))
+            """,
+            env=node.env(),
+        )
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout) == {"frame": 4096, "down": ["mailbox_full", 65536]}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+        assert process.stderr is not None
+        process.stderr.close()
+    bad = subprocess.run(
+        [sys.executable, "-m", "legion", "node", "--socket", path, "--max-mailbox-bytes", "10"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2
+    assert "max_mailbox_bytes must be a number of bytes from" in bad.stderr
+
+
 # -- descriptors ----------------------------------------------------------------------------------
 
 
