@@ -99,6 +99,7 @@ class Boot(_Frame):
     has_arg: bool
     sync: bool
     max_frame: int = DEFAULT_MAX_FRAME  # the node's limit, as in Welcome
+    max_mailbox: int = DEFAULT_MAILBOX  # the bytes the process may hold unhandled (mailbox.py)
 
 
 class Welcome(_Frame):

@@ -346,6 +346,107 @@ def test_a_process_that_leaves_its_mailbox_unread_past_the_bound_is_killed_with_
     assert "procs.sleeper" in out.stderr
 
 
+FLOODED_WHILE_BUSY = {
+    "an agent whose turn waits": (
+        """
+        from agents_for_tests import HumanAgent
+        from legion import testing
+
+        legion.configure(max_frame_bytes=65536, max_mailbox_bytes=131072)
+        script = testing.ScriptedModel(
+            [testing.eval_and_continue("HumanTool.ask('wait')"), testing.returns("never")]
+        )
+        script.__enter__()
+        busy = legion.start_link(HumanAgent)
+        request = "wait for a person"
+
+        def busy_now():
+            legion.receive(
+                timeout=30,
+                match=lambda m: isinstance(m, dict) and m.get("type") == "legion.human_question",
+            )
+
+        def flood(pid, message):  # each cast queues a turn behind the one that waits
+            legion.cast(pid, message)
+            legion.get_messages(pid)  # answered after the cast was queued: the node holds none
+        """,
+        "agents_for_tests.HumanAgent",
+        131072,
+    ),
+    "a server whose async handler awaits": (
+        """
+        from procs import AsyncProbe, Probe
+
+        legion.configure(max_frame_bytes=4096, max_mailbox_bytes=8192)
+        busy = legion.spawn(AsyncProbe)
+        silent = legion.spawn(Probe, {"owner": legion.self()})
+        request = ("call", silent, ("noreply",))  # its handler awaits an answer that never comes
+
+        def busy_now():
+            legion.receive(timeout=30, match=lambda m: isinstance(m, list) and m[0] == "pending")
+
+        def flood(pid, message):  # its reader files them while the handler awaits
+            legion.send(pid, message)
+            legion.supervisor.client.get().sync()  # one per node tick: the node holds none
+        """,
+        "procs.AsyncProbe",
+        8192,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", FLOODED_WHILE_BUSY.values(), ids=FLOODED_WHILE_BUSY.keys())
+def test_a_process_that_reads_but_cannot_handle_a_flood_ends_with_mailbox_full(
+    case: tuple[str, str, int],
+) -> None:
+    setup, name, limit = case
+    agents = str(Path(HERE).parent / "agents")
+    out = _run_app(
+        "import json, threading, urllib.request\nimport legion\n"
+        + textwrap.dedent(setup)
+        + textwrap.dedent(
+            """
+            port = legion.supervisor.client.get().serve_metrics(0)
+            other = legion.spawn(__import__("procs").Probe, {})
+            ref = legion.monitor(busy)
+            result = {}
+
+            def caller():
+                try:
+                    legion.call(busy, request, timeout=60)
+                except legion.ProcessExit as exc:
+                    result["caller"] = exc.reason
+
+            thread = threading.Thread(target=caller)
+            thread.start()
+            busy_now()
+            try:
+                for _ in range(60):  # 60 x 4000 bytes: past the bound, read as they come
+                    flood(busy, b"z" * 4000)
+            except legion.LegionError:
+                pass  # the agent ended between a cast and its barrier
+            down = legion.receive(timeout=30, match=lambda m: isinstance(m, legion.Down))
+            thread.join(60)
+            result["down"] = down.reason
+            result["other"] = legion.call(other, ("echo", "alive"))
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as page:
+                lines = page.read().decode().splitlines()
+            result["metric"] = [x for x in lines if x.startswith("legion_mailbox_overflows")]
+            print(json.dumps(result))
+            """
+        ),
+        env={"PYTHONPATH": os.pathsep.join([HERE, agents, os.environ.get("PYTHONPATH", "")])},
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["down"] == ["mailbox_full", limit]
+    assert result["caller"] == ["mailbox_full", limit]
+    assert result["other"] == "alive"
+    assert result["metric"] == ["legion_mailbox_overflows_total 1.0"]
+    assert f"({name}) ended itself" in out.stderr, out.stderr
+    assert f"passed its mailbox limit of {limit} bytes" in out.stderr
+
+
 def test_a_mailbox_bound_below_one_frame_is_a_config_error() -> None:
     out = _run_app(
         """
