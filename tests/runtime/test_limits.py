@@ -1,7 +1,8 @@
 """Bad input on the node's wire fails alone (issue 11 §1, §4, §6; issue 17 §2).
 
-A bad frame, an oversize message, a full mailbox, a descriptor shortage or a foreign socket gets a
-clear error to whoever caused it, and the node, the sender and every other process live on. Tests
+A bad frame, an oversize message, a full mailbox (in the node or in the process), a value nested
+too deep, a bad timeout, a descriptor shortage or a foreign socket gets a clear error to whoever
+caused it, and the node, the sender and every other process live on. Tests
 that could take a node down run it as a service in a subprocess, with applications as
 subprocesses; the raw-socket tests speak the wire by hand.
 """
@@ -445,6 +446,32 @@ def test_a_process_that_reads_but_cannot_handle_a_flood_ends_with_mailbox_full(
     assert result["metric"] == ["legion_mailbox_overflows_total 1.0"]
     assert f"({name}) ended itself" in out.stderr, out.stderr
     assert f"passed its mailbox limit of {limit} bytes" in out.stderr
+
+
+def test_messages_handled_as_they_come_never_fill_the_mailbox() -> None:
+    """Far more than the bound passes through a server and an agent that keep up: only what
+    waits counts, so neither is ended."""
+    agents = str(Path(HERE).parent / "agents")
+    out = _run_app(
+        """
+        import json
+        import legion
+        from agents_for_tests import NoToolAgent
+        from legion import testing
+        from procs import AsyncProbe
+
+        legion.configure(max_frame_bytes=65536, max_mailbox_bytes=131072)
+        server = legion.spawn(AsyncProbe)
+        counts = [legion.call(server, ("count", b"z" * 4000)) for _ in range(100)]
+        with testing.FunctionModel(lambda request: testing.returns("ok")):
+            agent = legion.start_link(NoToolAgent, max_message_length=100)
+            answers = {legion.call(agent, "z" * 4000) for _ in range(100)}
+        print(json.dumps([counts[-1], sorted(answers), legion.call(server, ("count",))]))
+        """,
+        env={"PYTHONPATH": os.pathsep.join([HERE, agents, os.environ.get("PYTHONPATH", "")])},
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == [100, ["ok"], 101]  # 400 KB each, both alive
 
 
 def test_a_mailbox_bound_below_one_frame_is_a_config_error() -> None:
