@@ -8,6 +8,7 @@ from legion import telemetry, vault
 from legion.agent import (
     Agent,
     AgentCancelled,
+    TooManySubAgents,
     aexecute,
     aparallel,
     apipeline,
@@ -152,6 +153,7 @@ __all__ = [
     "SupervisorError",
     "SupervisorSpec",
     "Timeout",
+    "TooManySubAgents",
     "Tool",
     "UpgradeError",
     "acall",

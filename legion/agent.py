@@ -155,6 +155,8 @@ class Agent(Server):
     async def init(self, arg: Any) -> Any:
         import trio
 
+        from .supervisor import process
+
         global _CURRENT
         _CURRENT = self
         inherit = arg["inherit"]
@@ -210,7 +212,10 @@ class Agent(Server):
             agent_name=cls.__qualname__,
             on_step=self._observe if self.observer is not None else None,
         )
-        self._send, self._inbox = trio.open_memory_channel[Any](math.inf)
+        self._send, self._inbox = trio.open_memory_channel[Any](math.inf)  # bounded: _queue
+        worker = process.current()
+        assert worker is not None
+        self._mailbox = worker.mailbox
         trio.lowlevel.spawn_system_task(
             self._turns, name=f"{cls.__qualname__} turns", context=contextvars.copy_context()
         )
@@ -220,7 +225,7 @@ class Agent(Server):
             for group in cls.process_groups:
                 await pg.ajoin(group, api.self())
         if arg.get("task") is not None:
-            self._send.send_nowait((arg["task"], None))
+            self._send.send_nowait((arg["task"], None, 0))
         telemetry.emit(telemetry.AGENT_STARTED, {"system_time": time.time()})
         return None
 
@@ -229,7 +234,8 @@ class Agent(Server):
         from .supervisor.terms import crash_from_exception
 
         try:
-            async for message, from_ in self._inbox:
+            async for message, from_, size in self._inbox:
+                self._mailbox.release(size)
                 if type(message) is _Reload:  # between two turns, never during one
                     outcome = self._reload(message.modules)
                     if from_ is not None:
@@ -348,7 +354,7 @@ class Agent(Server):
             if request[1] == "reload":
                 return self._control("reload", [request[2], from_])
             return self._control(request[1], request[2:])
-        self._send.send_nowait((request, from_))
+        self._queue(request, from_)
         api.send(from_.pid, CallProgress(from_.ref))  # a turn takes long: lift the default timeout
         return NoReply()
 
@@ -356,8 +362,17 @@ class Agent(Server):
         if _is_control(message):
             self._control(message[1], message[2:])
             return None
-        self._send.send_nowait((message, None))
+        self._queue(message, None)
         return None
+
+    def _queue(self, message: Any, from_: From | None) -> None:
+        """Queue a turn. Its request counts against `max_mailbox_bytes` until the turn starts
+        (the size its frame had), with the messages still in the mailbox: an agent flooded
+        while a turn runs ends with reason ("mailbox_full", limit) instead of growing without
+        bound, as the node kills a process for a backlog the node holds (mailbox.py)."""
+        size = self._mailbox.last_size  # the message the server loop just took
+        self._send.send_nowait((message, from_, size))
+        self._mailbox.hold(size)
 
     def _reload(self, modules: Sequence[str]) -> Any:
         """Load the changed modules this process imported (`legion.reload`), between two turns.
@@ -425,7 +440,7 @@ class Agent(Server):
 
     def _control(self, op: str, args: Sequence[Any]) -> Any:
         if op == "reload":
-            self._send.send_nowait((_Reload(list(args[0])), args[1] if len(args) > 1 else None))
+            self._queue(_Reload(list(args[0])), args[1] if len(args) > 1 else None)
             return NoReply()
         if op == "messages":
             return self.conversation.messages

@@ -29,6 +29,18 @@ def main(argv: list[str] | None = None) -> int:
     node.add_argument(
         "--metrics-host", default="127.0.0.1", help="address for --metrics-port (default loopback)"
     )
+    node.add_argument(
+        "--max-frame-bytes",
+        type=int,
+        help="the largest frame (message, call, reply, spawn argument) the node accepts, in "
+        "bytes (default: $LEGION_MAX_FRAME_BYTES, else 64 MiB)",
+    )
+    node.add_argument(
+        "--max-mailbox-bytes",
+        type=int,
+        help="the bytes of messages one process may leave unread before it is killed with "
+        "('mailbox_full', limit) (default: $LEGION_MAX_MAILBOX_BYTES, else 256 MiB)",
+    )
     commands.add_parser("sandbox", help="evaluate Python code in the sandbox", add_help=False)
     commands.add_parser("run", help="run an agent on a task, showing each step", add_help=False)
     dev = commands.add_parser(
@@ -44,6 +56,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.metrics_port is not None:
             node_args += ["--metrics-port", str(args.metrics_port)]
             node_args += ["--metrics-host", args.metrics_host]
+        for flag, value in (
+            ("--max-frame-bytes", args.max_frame_bytes),
+            ("--max-mailbox-bytes", args.max_mailbox_bytes),
+        ):
+            if value is not None:
+                node_args += [flag, str(value)]
         node_module.main(node_args)
         return 0
     if args.command == "dev":

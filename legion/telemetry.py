@@ -286,9 +286,16 @@ def deliver_later(frames: list[bytes]) -> None:
         _arrival.set()
 
 
-def flush(timeout: float = 10.0) -> bool:
+def flush(timeout: float | None = 10.0) -> bool:
     """In the application: wait until the handlers have run for every event read from the node
-    so far; False on timeout. (Events reach the application while it talks to the node.)"""
+    so far; False on timeout. (Events reach the application while it talks to the node.)
+    `timeout` follows the runtime's rule: seconds >= 0 or None (no limit); NaN or a negative
+    number is a ValueError."""
+    from .supervisor.api import check_timeout
+
+    timeout = check_timeout(timeout, "legion.telemetry.flush")
+    if timeout is not None and timeout > threading.TIMEOUT_MAX:
+        timeout = None
     thread = _delivery
     if thread is None or not thread.is_alive() or thread is threading.current_thread():
         return True

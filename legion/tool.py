@@ -60,7 +60,13 @@ def instantiate(tool: Any, config: dict[str, Any]) -> Any:
 
 
 def public_functions(tool: Any) -> dict[str, Callable[..., Any]]:
-    """Name -> callable of what generated code may call, in definition order."""
+    """Name -> callable of what generated code may call, in definition order.
+
+    For a class or an instance, only methods defined on the class count (its own and those
+    inherited from user classes, not `Tool`'s), each bound through its descriptor to the
+    instance (or the class): an instance attribute that shares a method's name never shadows
+    it, and a callable instance attribute is never exposed, as in the sandbox's proxy. What
+    generated code may call is decided by the tool's code, not by its state."""
     found: dict[str, Callable[..., Any]] = {}
     if isinstance(tool, types.ModuleType):
         for name, value in vars(tool).items():
@@ -82,7 +88,8 @@ def public_functions(tool: Any) -> dict[str, Callable[..., Any]]:
                 continue
             seen.add(name)
             if isinstance(value, staticmethod | classmethod) or inspect.isfunction(value):
-                found[name] = getattr(tool, name)
+                instance = None if isinstance(tool, type) else tool
+                found[name] = value.__get__(instance, cls)
     return found
 
 
@@ -178,8 +185,9 @@ def describe(tool: Any) -> str:
     pad = "" if is_module else "    "
     doc = tool.__doc__ if is_module else (tool if isinstance(tool, type) else type(tool)).__doc__
     lines += _indent_doc(doc, pad)
+    cls = tool if is_module or isinstance(tool, type) else type(tool)
     for fname, fn in public_functions(tool).items():
-        raw = inspect.getattr_static(tool, fname, fn)
+        raw = inspect.getattr_static(cls, fname, fn)  # the class's, never an instance attribute
         bound = not is_module and not isinstance(raw, staticmethod)
         target = getattr(raw, "__func__", raw) if not is_module else fn
         prefix = "async def" if inspect.iscoroutinefunction(target) else "def"

@@ -38,6 +38,7 @@ DEFAULT_MAX_MEMORY = 512 * MIB
 DEFAULT_MAX_OUTPUT = 1_000_000
 READY_TIMEOUT = 30.0
 EXIT_WAIT = 2.0
+MAX_CPU_SECONDS = 10_000_000  # the CPU rlimit of an evaluation without a time limit (~4 months)
 
 ToolCaller = Callable[[Callable[..., Any], list[Any], dict[str, Any]], Awaitable[Any]]
 
@@ -679,9 +680,14 @@ def make_limits(
     guard: bool,
     break_seccomp: bool,
 ) -> Limits:
-    if timeout <= 0:
-        raise ValueError("timeout must be positive")
-    cpu = max_cpu if max_cpu is not None else timeout + 1
+    from ..supervisor.api import check_timeout
+
+    if not check_timeout(timeout, "legion.sandbox"):  # None or 0 pass the general rule
+        raise ValueError(
+            f"legion.sandbox: timeout must be a number of seconds > 0 (math.inf: no wall-clock "
+            f"limit), not {timeout!r}"
+        )
+    cpu = max_cpu if max_cpu is not None else min(timeout + 1, MAX_CPU_SECONDS)
     return Limits(
         max_memory=max_memory or DEFAULT_MAX_MEMORY,
         max_cpu=max(1, math.ceil(cpu)),

@@ -14,7 +14,6 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections import deque
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
@@ -31,6 +30,7 @@ from .errors import (
     ProcessExit,
     SpawnError,
 )
+from .mailbox import Mailbox
 from .terms import (
     CallProgress,
     CallRequest,
@@ -87,7 +87,7 @@ class Endpoint:
         self._calls: set[Ref] = set()
         self._extended: set[Ref] = set()  # calls whose callee said it is working (CallProgress)
         self._dropped: set[Ref] = set()
-        self.mailbox: deque[Any] = deque()
+        self.mailbox = Mailbox()
         self.trapping = False
         self.max_frame = wire.DEFAULT_MAX_FRAME  # the node's limit, told in Welcome or Boot
         self._lock: AbstractContextManager[Any] = nullcontext()
@@ -106,15 +106,16 @@ class Endpoint:
 
     # -- incoming frames -------------------------------------------------------------------------
 
-    def dispatch(self, msg: wire.Frame) -> None:
-        """File one frame from the node: a reply for a waiter, or a message for the mailbox."""
+    def dispatch(self, msg: wire.Frame, size: int = 0) -> None:
+        """File one frame from the node: a reply for a waiter, or a message for the mailbox
+        (counted as `size` bytes, the frame's size where the reader knows it)."""
         if type(msg) is wire.MessageIn:
             value = wire.decode_term(msg.payload)
             if type(value) is CallProgress:
                 if value.ref in self._calls:
                     self._extended.add(value.ref)
             else:
-                self.mailbox.append(value)
+                self.mailbox.append(value, size)
         elif type(msg) is wire.Ack:
             if msg.req == DEMONITORED:
                 self._dropped.discard(msg.value)
@@ -127,15 +128,16 @@ class Endpoint:
             if msg.ref in self._calls:
                 self._results[msg.ref] = msg
             elif msg.ref not in self._dropped:
-                self.mailbox.append(Down(msg.ref, msg.pid, normalize_reason(msg.reason), msg.name))
+                down = Down(msg.ref, msg.pid, normalize_reason(msg.reason), msg.name)
+                self.mailbox.append(down, size)
         elif type(msg) is wire.ExitIn:
-            self.mailbox.append(Exit(msg.sender, normalize_reason(msg.reason)))
+            self.mailbox.append(Exit(msg.sender, normalize_reason(msg.reason)), size)
         elif type(msg) is wire.CallIn:
             self.mailbox.append(
-                CallRequest(From(msg.caller, msg.ref), wire.decode_term(msg.payload))
+                CallRequest(From(msg.caller, msg.ref), wire.decode_term(msg.payload)), size
             )
         elif type(msg) is wire.CastIn:
-            self.mailbox.append(CastRequest(wire.decode_term(msg.payload)))
+            self.mailbox.append(CastRequest(wire.decode_term(msg.payload)), size)
         else:
             self.dispatch_other(msg)
 
@@ -398,9 +400,7 @@ class Endpoint:
             # Until the node confirms (DEMONITORED), a Down for `ref` may still be on its way.
             self._dropped.add(ref)
             if flush:
-                kept = [m for m in self.mailbox if not (type(m) is Down and m.ref == ref)]
-                self.mailbox.clear()
-                self.mailbox.extend(kept)
+                self.mailbox.drop(lambda m: type(m) is Down and m.ref == ref)
         self.send_frame(wire.Demonitor(ref))
 
     def exit(self, pid: Pid, reason: Any) -> None:

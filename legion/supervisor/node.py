@@ -741,7 +741,15 @@ class Node:
             child.name = msg.name
         parent = proc.pid if msg.link else None
         child.conn.push(
-            wire.Boot(child.pid, parent, msg.arg, msg.has_arg, msg.sync, self.max_frame)
+            wire.Boot(
+                child.pid,
+                parent,
+                msg.arg,
+                msg.has_arg,
+                msg.sync,
+                self.max_frame,
+                self.mailbox_limit,
+            )
         )
         self.nursery.start_soon(self._fork, proc, child, msg, theirs)
 
@@ -863,6 +871,15 @@ class Node:
     def on_exiting(self, proc: Proc, msg: wire.Exiting) -> None:
         if proc.kill_reason is None and proc.exit_reason is None:
             proc.exit_reason = msg.reason
+            if msg.reason == ["mailbox_full", self.mailbox_limit]:  # it held too much itself
+                self.metrics.mailbox_overflows.inc()
+                module, qualname = proc.target or ("?", "?")
+                log.error(
+                    "%r (%s.%s) ended itself: the messages it had read and not yet handled "
+                    "passed its mailbox limit of %d bytes (max_mailbox_bytes, "
+                    "LEGION_MAX_MAILBOX_BYTES)",
+                    proc.pid, module, qualname, self.mailbox_limit,
+                )  # fmt: skip
 
     # -- messages --------------------------------------------------------------------------------
 

@@ -169,7 +169,7 @@ class Worker(Endpoint):
             if not data:
                 node_gone()
             for body in self._frames.feed(data):
-                self.dispatch(wire.decode(body))
+                self.dispatch(wire.decode(body), len(body))
             got = True
             if len(data) < 262144:
                 break
@@ -205,6 +205,8 @@ class Worker(Endpoint):
             self.pid = msg.pid
             self.parent = msg.parent
             self.max_frame = msg.max_frame
+            reason = ("mailbox_full", msg.max_mailbox)  # what it holds itself: mailbox.py
+            self.mailbox.bound(msg.max_mailbox, lambda: finish(self, reason))
         elif type(msg) is wire.StopIn:
             if self.is_server:
                 self.mailbox.append(SystemStop(msg.reason))

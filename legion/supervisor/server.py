@@ -38,6 +38,14 @@ log = logging.getLogger("legion")
 _UNSET: Any = type("_Unset", (), {"__repr__": lambda self: "UNSET"})()
 
 
+def _check_timeout(timeout: Any, what: str) -> None:
+    """The rule every timeout of the runtime follows (`api.check_timeout`): None or seconds
+    >= 0; NaN, negative numbers and non-numbers are refused when the value is made."""
+    from .api import check_timeout  # api imports this module
+
+    check_timeout(timeout, what)
+
+
 @dataclass(frozen=True, slots=True)
 class Reply:
     """Reply `value` to the caller, then optionally set an idle timeout or continue."""
@@ -46,6 +54,10 @@ class Reply:
     timeout: float | None = None
     continue_: Any = _UNSET
 
+    def __post_init__(self) -> None:
+        if self.timeout is not None:
+            _check_timeout(self.timeout, "legion.Reply")
+
 
 @dataclass(frozen=True, slots=True)
 class NoReply:
@@ -53,6 +65,10 @@ class NoReply:
 
     timeout: float | None = None
     continue_: Any = _UNSET
+
+    def __post_init__(self) -> None:
+        if self.timeout is not None:
+            _check_timeout(self.timeout, "legion.NoReply")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +99,11 @@ class Server:
 
     vsn: Any = None
     """The version of this code, passed to `code_change` as `old_vsn` after an upgrade."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "idle_timeout" in cls.__dict__ and cls.idle_timeout is not None:
+            _check_timeout(cls.idle_timeout, f"{cls.__qualname__}.idle_timeout")
 
     def init(self, arg: Any) -> Any:
         return None
@@ -148,6 +169,8 @@ async def serve(worker: Worker, cls: type[Server], boot: Boot) -> Any:
     try:
         arg = wire.decode_term(boot.arg) if boot.has_arg else None
         result = await call_maybe_async(server.init, arg)
+        if server.idle_timeout is not None:  # init may set it on the instance
+            _check_timeout(server.idle_timeout, f"{cls.__qualname__}.idle_timeout")
     except BaseException as exc:
         reason = reason_of(exc)
         if boot.sync:

@@ -15,6 +15,7 @@ import os
 import select
 import socket
 import struct
+import sys
 from collections.abc import Iterator
 from typing import Any, Union, cast
 
@@ -98,6 +99,7 @@ class Boot(_Frame):
     has_arg: bool
     sync: bool
     max_frame: int = DEFAULT_MAX_FRAME  # the node's limit, as in Welcome
+    max_mailbox: int = DEFAULT_MAILBOX  # the bytes the process may hold unhandled (mailbox.py)
 
 
 class Welcome(_Frame):
@@ -365,11 +367,14 @@ def decode_zygote(data: bytes) -> ZygoteFrame:
 
 def encode_term(value: Any) -> msgspec.Raw:
     """Encode a user value. A value msgpack cannot carry is a `TypeError` naming its type
-    (an int beyond msgpack's 64 bits included)."""
+    (an int beyond msgpack's 64 bits included), or naming the nesting limit for a value nested
+    too deep to encode."""
     try:
         return msgspec.Raw(_encoder.encode(value))
     except (TypeError, OverflowError) as exc:
         raise _unencodable(value, exc) from None
+    except RecursionError:
+        raise _too_deep() from None
 
 
 def _unencodable(value: Any, exc: Exception) -> TypeError:
@@ -381,6 +386,20 @@ def _unencodable(value: Any, exc: Exception) -> TypeError:
         f"cannot send a value of type {culprit}: messages must be msgspec-encodable "
         "(None, bool, int, float, str, bytes, list, tuple, dict, set, msgspec.Struct, "
         f"dataclass, enum, datetime, UUID, Decimal, Pid, Ref) ({exc}{hint})"
+    )
+
+
+def _too_deep() -> TypeError:
+    """The error for a value nested deeper than the encoder can go. msgspec encodes nested
+    containers recursively, guarded by Python's recursion limit, so that limit (less the
+    sender's own stack depth) is the nesting limit; a pre-walk to measure the depth would
+    cost every message, so the encoder's own RecursionError is turned into this instead."""
+    limit = sys.getrecursionlimit()
+    return TypeError(
+        f"cannot send a value nested this deep: messages are encoded recursively, so their "
+        f"nesting (containers inside containers) must stay below Python's recursion limit "
+        f"(sys.getrecursionlimit() = {limit}, less the sender's own call depth); flatten the "
+        "value, or send it as bytes or a str you encode yourself"
     )
 
 
@@ -426,6 +445,8 @@ def encode(msg: Frame) -> bytes:
         body = _encoder.encode(msg)
     except (TypeError, OverflowError) as exc:
         raise _unencodable(msg, exc) from None
+    except RecursionError:
+        raise _too_deep() from None
     return _HEADER.pack(len(body)) + body
 
 

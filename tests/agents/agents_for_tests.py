@@ -62,6 +62,24 @@ class DescribedTool(legion.Tool):
         return "pong"
 
 
+class ShadowedTool(legion.Tool):
+    """A tool whose instance holds callables named like its method, and one of its own."""
+
+    def __init__(self) -> None:
+        self.__dict__["lookup"] = lambda *args, **kwargs: "the instance attribute"
+        self.__dict__["backdoor"] = lambda: "a callable attribute"
+
+    def lookup(self, key: str) -> str:
+        """Looks `key` up."""
+        return f"method:{key}"
+
+
+class ShadowedAgent(legion.Agent):
+    """Uses ShadowedTool."""
+
+    tools = [ShadowedTool]
+
+
 class MathAgent(legion.Agent):
     """Solves arithmetic with MathTool."""
 

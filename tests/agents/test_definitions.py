@@ -6,7 +6,14 @@ import platform
 
 import msgspec
 import pytest
-from agents_for_tests import DescribedTool, MathAgent, MathTool, NoToolAgent, SecretTool
+from agents_for_tests import (
+    DescribedTool,
+    MathAgent,
+    MathTool,
+    NoToolAgent,
+    SecretTool,
+    ShadowedAgent,
+)
 
 import legion
 from legion import testing
@@ -69,6 +76,27 @@ def test_prompt_describes_tools_by_signature_and_docstring_not_source() -> None:
 
 def test_prompt_never_contains_secrets_from_the_tool_source() -> None:
     assert "sk-very-secret-123" not in _prompt([SecretTool()])
+
+
+def test_an_instance_attribute_never_shadows_or_adds_a_tool_method() -> None:
+    steps = [
+        testing.eval_and_continue("ShadowedTool.lookup('k')"),
+        testing.eval_and_complete("ShadowedTool.backdoor()"),
+        done(),
+    ]
+    with testing.ScriptedModel(steps) as model:
+        pid = legion.start_link(ShadowedAgent)
+        try:
+            legion.call(pid, "look it up")
+            prompt = legion.get_messages(pid)[0]["content"]
+        finally:
+            legion.stop(pid)
+    assert "'method:k'" in model.requests[1].last  # the class's method ran, bound to the tool
+    assert "instance attribute" not in model.requests[1].last
+    assert "backdoor" in model.requests[2].last and "a callable attribute" not in str(
+        model.requests[2].last
+    )
+    assert "def lookup(key: str) -> str:" in prompt and "backdoor" not in prompt
 
 
 def test_description_override_replaces_the_generated_text() -> None:

@@ -262,6 +262,12 @@ def test_max_sub_agents_bounds_a_fan_out_before_it_starts() -> None:
     assert "max_sub_agents=2" in feedback
 
 
+def test_too_many_sub_agents_is_public_and_rooted_in_legion_error() -> None:
+    assert "TooManySubAgents" in legion.__all__
+    assert legion.TooManySubAgents is legion.agent.TooManySubAgents
+    assert issubclass(legion.TooManySubAgents, legion.LegionError)
+
+
 def test_long_lived_sub_agents_count_against_max_sub_agents() -> None:
     code = "handles = [AgentTool.start_link('WorkerAgent') for _ in range(3)]"
     with _orchestrate(code) as model:

@@ -1,7 +1,8 @@
 """Bad input on the node's wire fails alone (issue 11 §1, §4, §6; issue 17 §2).
 
-A bad frame, an oversize message, a full mailbox, a descriptor shortage or a foreign socket gets a
-clear error to whoever caused it, and the node, the sender and every other process live on. Tests
+A bad frame, an oversize message, a full mailbox (in the node or in the process), a value nested
+too deep, a bad timeout, a descriptor shortage or a foreign socket gets a clear error to whoever
+caused it, and the node, the sender and every other process live on. Tests
 that could take a node down run it as a service in a subprocess, with applications as
 subprocesses; the raw-socket tests speak the wire by hand.
 """
@@ -9,6 +10,7 @@ subprocesses; the raw-socket tests speak the wire by hand.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import resource
@@ -27,9 +29,10 @@ from typing import Any
 import msgspec
 import pytest
 from helpers import kill_and_wait, probe
+from procs import Probe
 
 import legion
-from legion.supervisor import wire
+from legion.supervisor import client, wire
 
 HERE = str(Path(__file__).parent)
 
@@ -344,6 +347,133 @@ def test_a_process_that_leaves_its_mailbox_unread_past_the_bound_is_killed_with_
     assert "procs.sleeper" in out.stderr
 
 
+FLOODED_WHILE_BUSY = {
+    "an agent whose turn waits": (
+        """
+        from agents_for_tests import HumanAgent
+        from legion import testing
+
+        legion.configure(max_frame_bytes=65536, max_mailbox_bytes=131072)
+        script = testing.ScriptedModel(
+            [testing.eval_and_continue("HumanTool.ask('wait')"), testing.returns("never")]
+        )
+        script.__enter__()
+        busy = legion.start_link(HumanAgent)
+        request = "wait for a person"
+
+        def busy_now():
+            legion.receive(
+                timeout=30,
+                match=lambda m: isinstance(m, dict) and m.get("type") == "legion.human_question",
+            )
+
+        def flood(pid, message):  # each cast queues a turn behind the one that waits
+            legion.cast(pid, message)
+            legion.get_messages(pid)  # answered after the cast was queued: the node holds none
+        """,
+        "agents_for_tests.HumanAgent",
+        131072,
+    ),
+    "a server whose async handler awaits": (
+        """
+        from procs import AsyncProbe, Probe
+
+        legion.configure(max_frame_bytes=4096, max_mailbox_bytes=8192)
+        busy = legion.spawn(AsyncProbe)
+        silent = legion.spawn(Probe, {"owner": legion.self()})
+        request = ("call", silent, ("noreply",))  # its handler awaits an answer that never comes
+
+        def busy_now():
+            legion.receive(timeout=30, match=lambda m: isinstance(m, list) and m[0] == "pending")
+
+        def flood(pid, message):  # its reader files them while the handler awaits
+            legion.send(pid, message)
+            legion.supervisor.client.get().sync()  # one per node tick: the node holds none
+        """,
+        "procs.AsyncProbe",
+        8192,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", FLOODED_WHILE_BUSY.values(), ids=FLOODED_WHILE_BUSY.keys())
+def test_a_process_that_reads_but_cannot_handle_a_flood_ends_with_mailbox_full(
+    case: tuple[str, str, int],
+) -> None:
+    setup, name, limit = case
+    agents = str(Path(HERE).parent / "agents")
+    out = _run_app(
+        "import json, threading, urllib.request\nimport legion\n"
+        + textwrap.dedent(setup)
+        + textwrap.dedent(
+            """
+            port = legion.supervisor.client.get().serve_metrics(0)
+            other = legion.spawn(__import__("procs").Probe, {})
+            ref = legion.monitor(busy)
+            result = {}
+
+            def caller():
+                try:
+                    legion.call(busy, request, timeout=60)
+                except legion.ProcessExit as exc:
+                    result["caller"] = exc.reason
+
+            thread = threading.Thread(target=caller)
+            thread.start()
+            busy_now()
+            try:
+                for _ in range(60):  # 60 x 4000 bytes: past the bound, read as they come
+                    flood(busy, b"z" * 4000)
+            except legion.LegionError:
+                pass  # the agent ended between a cast and its barrier
+            down = legion.receive(timeout=30, match=lambda m: isinstance(m, legion.Down))
+            thread.join(60)
+            result["down"] = down.reason
+            result["other"] = legion.call(other, ("echo", "alive"))
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as page:
+                lines = page.read().decode().splitlines()
+            result["metric"] = [x for x in lines if x.startswith("legion_mailbox_overflows")]
+            print(json.dumps(result))
+            """
+        ),
+        env={"PYTHONPATH": os.pathsep.join([HERE, agents, os.environ.get("PYTHONPATH", "")])},
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["down"] == ["mailbox_full", limit]
+    assert result["caller"] == ["mailbox_full", limit]
+    assert result["other"] == "alive"
+    assert result["metric"] == ["legion_mailbox_overflows_total 1.0"]
+    assert f"({name}) ended itself" in out.stderr, out.stderr
+    assert f"passed its mailbox limit of {limit} bytes" in out.stderr
+
+
+def test_messages_handled_as_they_come_never_fill_the_mailbox() -> None:
+    """Far more than the bound passes through a server and an agent that keep up: only what
+    waits counts, so neither is ended."""
+    agents = str(Path(HERE).parent / "agents")
+    out = _run_app(
+        """
+        import json
+        import legion
+        from agents_for_tests import NoToolAgent
+        from legion import testing
+        from procs import AsyncProbe
+
+        legion.configure(max_frame_bytes=65536, max_mailbox_bytes=131072)
+        server = legion.spawn(AsyncProbe)
+        counts = [legion.call(server, ("count", b"z" * 4000)) for _ in range(100)]
+        with testing.FunctionModel(lambda request: testing.returns("ok")):
+            agent = legion.start_link(NoToolAgent, max_message_length=100)
+            answers = {legion.call(agent, "z" * 4000) for _ in range(100)}
+        print(json.dumps([counts[-1], sorted(answers), legion.call(server, ("count",))]))
+        """,
+        env={"PYTHONPATH": os.pathsep.join([HERE, agents, os.environ.get("PYTHONPATH", "")])},
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == [100, ["ok"], 101]  # 400 KB each, both alive
+
+
 def test_a_mailbox_bound_below_one_frame_is_a_config_error() -> None:
     out = _run_app(
         """
@@ -356,6 +486,54 @@ def test_a_mailbox_bound_below_one_frame_is_a_config_error() -> None:
         """
     )
     assert "max_mailbox_bytes must be a number of bytes from 131072" in out.stdout, out.stderr
+
+
+def test_legion_node_takes_the_frame_and_mailbox_bounds(tmp_path: Path) -> None:
+    path = str(tmp_path / "node.sock")
+    bounds = ["--max-frame-bytes", "4096", "--max-mailbox-bytes", "65536"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "legion", "node", "--socket", path, *bounds],
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    node = ServiceNode(path, process)
+    try:
+        node.wait_log("listening on")
+        out = _run_app(
+            """
+            import json, legion
+            from procs import sleeper
+
+            result = {}
+            try:
+                legion.send(legion.self(), b"x" * 5000)
+            except legion.MessageTooLarge as exc:
+                result["frame"] = exc.limit
+            blocked, ref = legion.spawn(sleeper, monitor=True)
+            for _ in range(300):  # 1.2 MB: past the bound and what the kernel buffers
+                legion.send(blocked, b"z" * 4000)
+            down = legion.receive(timeout=60, match=lambda m: isinstance(m, legion.Down))
+            result["down"] = down.reason
+            print(json.dumps(result))
+            """,
+            env=node.env(),
+        )
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout) == {"frame": 4096, "down": ["mailbox_full", 65536]}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+        assert process.stderr is not None
+        process.stderr.close()
+    bad = subprocess.run(
+        [sys.executable, "-m", "legion", "node", "--socket", path, "--max-mailbox-bytes", "10"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2
+    assert "max_mailbox_bytes must be a number of bytes from" in bad.stderr
 
 
 # -- descriptors ----------------------------------------------------------------------------------
@@ -491,6 +669,94 @@ def test_an_int_beyond_msgpack_is_the_same_type_error_at_the_sender(big: Any) ->
         legion.stop(p, big)  # a value in a control frame (an exit reason) too
     assert legion.call(p, ("echo", [2**64 - 1, -(2**63)])) == [2**64 - 1, -(2**63)]
     kill_and_wait(p)
+
+
+def _nested(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+SENDS_OF_A_DEEP_VALUE: dict[str, Callable[[legion.Pid, Any], Any]] = {
+    "send": lambda p, v: legion.send(p, v),
+    "call": lambda p, v: legion.call(p, ("echo", v)),
+    "cast": lambda p, v: legion.cast(p, v),
+    "reply": lambda p, v: legion.reply(legion.From(p, client.get().make_ref()), v),
+    "spawn argument": lambda p, v: legion.spawn(Probe, v),
+    "exit reason": lambda p, v: legion.exit(p, v),
+    "stop reason": lambda p, v: legion.stop(p, v),
+}
+
+
+@pytest.mark.parametrize("how", SENDS_OF_A_DEEP_VALUE.values(), ids=SENDS_OF_A_DEEP_VALUE.keys())
+def test_a_value_nested_too_deep_is_a_type_error_at_the_sender(
+    how: Callable[[legion.Pid, Any], Any],
+) -> None:
+    p = probe()
+    with pytest.raises(TypeError, match=r"nested this deep.*recursion limit \(sys\.getrec"):
+        how(p, _nested(100_000))
+    assert legion.call(p, ("echo", _nested(50))) == _nested(50)  # nothing was sent; p is fine
+    kill_and_wait(p)
+
+
+# -- timeouts -------------------------------------------------------------------------------------
+
+
+class IdleFromInit(legion.Server):
+    """Sets its idle timeout in init, from the start argument."""
+
+    def init(self, arg: Any) -> None:
+        self.idle_timeout = arg
+
+
+BAD_TIMEOUTS = [float("nan"), -1, -0.5]
+
+
+def _class_with_idle_timeout(value: Any) -> None:
+    class Idle(legion.Server):
+        idle_timeout = value
+
+
+TIMEOUT_TAKERS: dict[str, tuple[Callable[[Any], Any], str]] = {
+    "Reply": (lambda t: legion.Reply("v", timeout=t), "legion.Reply"),
+    "NoReply": (lambda t: legion.NoReply(timeout=t), "legion.NoReply"),
+    "idle_timeout on the class": (_class_with_idle_timeout, "Idle.idle_timeout"),
+    "telemetry.flush": (lambda t: legion.telemetry.flush(t), "legion.telemetry.flush"),
+    "sandbox evaluate": (lambda t: _sandbox().evaluate("1", timeout=t), "legion.sandbox"),
+}
+
+
+def _sandbox() -> Any:
+    import legion.sandbox
+
+    return legion.sandbox
+
+
+@pytest.mark.parametrize("timeout", BAD_TIMEOUTS, ids=["nan", "-1", "-0.5"])
+@pytest.mark.parametrize("taker", TIMEOUT_TAKERS.values(), ids=TIMEOUT_TAKERS.keys())
+def test_a_nan_or_negative_timeout_is_a_value_error_naming_the_rule(
+    taker: tuple[Callable[[Any], Any], str], timeout: float
+) -> None:
+    make, what = taker
+    with pytest.raises(ValueError, match=rf"{re.escape(what)}: timeout must be .*seconds"):
+        make(timeout)
+
+
+def test_an_idle_timeout_set_in_init_is_checked_at_start() -> None:
+    with pytest.raises(legion.InitError, match=r"IdleFromInit\.idle_timeout: timeout must be"):
+        legion.start(IdleFromInit, float("nan"))
+    pid = legion.start(IdleFromInit, 30)  # a good one starts
+    assert pid is not None
+    kill_and_wait(pid)
+
+
+def test_a_zero_sandbox_timeout_is_refused_and_an_infinite_one_runs() -> None:
+    with pytest.raises(
+        ValueError, match=r"legion.sandbox: timeout must be a number of seconds > 0"
+    ):
+        _sandbox().evaluate("1", timeout=0)
+    assert _sandbox().evaluate("6 * 7", timeout=math.inf).value == 42
 
 
 CRASHES = {

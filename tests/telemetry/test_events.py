@@ -124,6 +124,7 @@ def test_failures_and_cancels_are_reported() -> None:
     assert evals == ["exception", "exception"]
     turn = next(r for r in seen if r[0] == ("legion", "agent", "message", "stop"))
     assert turn[2]["outcome"] == "cancel" and turn[2]["reason"] == "reached_max_retries"
+    assert "ZeroDivisionError" in turn[2]["error"]  # the last error the turn saw
 
 
 def test_detached_application_gets_nothing_more() -> None:
