@@ -184,20 +184,20 @@ class Worker(Endpoint):
             await trio.lowlevel.wait_readable(self._sock)
             self.pump()
 
-    def dispatch(self, msg: wire.Frame) -> None:
+    def dispatch(self, msg: wire.Frame, size: int = 0) -> None:
         if type(msg) is not wire.CallIn:
-            super().dispatch(msg)
+            super().dispatch(msg, size)
             return
         request = wire.decode_term(msg.payload)
         call = CallRequest(From(msg.caller, msg.ref), request)
         if type(request) is not CodeChange:
-            self.mailbox.append(call)
+            self.mailbox.append(call, size)
         elif _loads_nothing(request):
             self.reply(call.from_, ["ok", None, []])  # now, even in the middle of other work
         elif self.kind == "function":
             self.code_changes.append(call)  # never a message: see `receive`
         else:
-            self.mailbox.append(_for_agent(call) if self.kind == "agent" else call)
+            self.mailbox.append(_for_agent(call) if self.kind == "agent" else call, size)
 
     def dispatch_other(self, msg: wire.Frame) -> None:
         if type(msg) is wire.Boot:
