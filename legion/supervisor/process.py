@@ -450,6 +450,11 @@ def reason_of(exc: BaseException) -> Any:
     """The exit reason an uncaught exception gives its process."""
     if isinstance(exc, ProcessExit):
         return exc.reason
+    trio = sys.modules.get("trio")
+    if trio is not None and isinstance(exc, trio.Cancelled):
+        # The process's own nursery is ending (its runtime side failed): the cancellation must
+        # reach it, so `run` reports the real cause; never an exit reason of its own.
+        raise exc
     return crash_from_exception(exc)
 
 
@@ -470,6 +475,18 @@ def run(fd: int, target: Any) -> NoReturn:
     sock.setblocking(False)
     try:
         trio.run(_main, sock, target)
+    except BaseException as exc:
+        # A fault of the runtime's own side of the process (its reader, a frame it cannot
+        # file): never a silent exit 1 — the traceback goes to stderr and the node gets it as
+        # the exit reason, so links, monitors and callers see what happened.
+        while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+            exc = exc.exceptions[0]
+        worker = _current
+        if worker is not None and worker.boot is not None:
+            finish(worker, crash_from_exception(exc))
+        import traceback
+
+        traceback.print_exception(exc)
     finally:
         os._exit(1)
 

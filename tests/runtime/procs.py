@@ -223,3 +223,21 @@ class Progressing(legion.Server):
         legion.send(from_.pid, CallProgress(from_.ref))
         time.sleep(request)
         return "done"
+
+
+class BreakOwnRuntime(legion.Server):
+    """Cast `("break", owner)`: its runtime side then fails on the next frame the reader task
+    files (a stand-in for a bug in the runtime's reader), while the handler awaits forever."""
+
+    async def handle_cast(self, message: Any) -> Any:
+        from legion.supervisor import process
+
+        worker = process.current()
+        assert worker is not None
+
+        def broken(msg: Any, size: int = 0) -> None:
+            raise RuntimeError("the reader could not file a frame")
+
+        worker.dispatch = broken  # type: ignore[method-assign]
+        legion.send(message[1], "broken")
+        await trio.sleep_forever()

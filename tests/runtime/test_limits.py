@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import procs
 import pytest
 from helpers import kill_and_wait, probe
 from procs import Probe
@@ -804,3 +805,19 @@ def test_a_crash_traceback_is_printed_once(tmp_path: Path, body: str) -> None:
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert out.stderr.count('raise RuntimeError("the unique crash text")') == 1, out.stderr
     assert out.stderr.count("RuntimeError: the unique crash text") >= 1
+
+
+def test_a_fault_in_a_process_runtime_side_is_its_exit_reason_never_a_silent_exit() -> None:
+    """A bug in the runtime's own side of a process (here its reader failing on a frame) ends
+    the process with that exception as its reason, traceback printed once, never a bare
+    `exited with status 1 without a reason`; the traceback travels in the reason."""
+    pid, ref = legion.spawn(procs.BreakOwnRuntime, monitor=True)
+    legion.cast(pid, ("break", legion.self()))
+    assert legion.receive(timeout=10) == "broken"
+    legion.send(pid, "any frame")
+    down = legion.receive(timeout=10, match=lambda m: isinstance(m, legion.Down))
+    assert down.ref == ref
+    assert isinstance(down.reason, legion.Crash), down.reason
+    assert down.reason.type == "RuntimeError"
+    assert down.reason.message == "the reader could not file a frame"
+    assert "in reader" in down.reason.traceback, down.reason.traceback
