@@ -383,6 +383,7 @@ def current(obj: Any) -> Any:
 
 # -- which modules are the application's ---------------------------------------------------------
 
+_LEGION_PATH = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
 _LIBRARY_PATHS = tuple(
     os.path.realpath(p)
     for p in {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
@@ -399,7 +400,9 @@ def is_application(module: types.ModuleType) -> bool:
     if not isinstance(path, str) or not path.endswith(".py") or "site-packages" in path:
         return False
     real = os.path.realpath(path)
-    return not any(real.startswith(prefix + os.sep) for prefix in _LIBRARY_PATHS)
+    # `_LEGION_PATH` too: a Legion module run as `__main__` (the zygote, `python -m legion...`)
+    # has another name, and re-executing it would start that program again.
+    return not any(real.startswith(prefix + os.sep) for prefix in (*_LIBRARY_PATHS, _LEGION_PATH))
 
 
 def dependents(names: Iterable[str]) -> set[str]:

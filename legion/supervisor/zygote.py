@@ -171,12 +171,14 @@ def _refresh() -> None:
     loaded here, dependencies first, so the next forks run the new code. Classes and functions
     are patched in place (`codeload`), so a module that did `from changed import X` holds the
     new `X` without running again. A module that fails keeps its old code."""
+    from .codeload import is_application
+
     changed = []
     for name in list(_stamps):
         module = sys.modules.get(name)
         stamp = _stamp(getattr(module, "__file__", None) or "")
-        if module is None or not stamp:  # gone, or its file is: nothing to reload it from
-            _stamps.pop(name)
+        if module is None or not stamp or not is_application(module):
+            _stamps.pop(name)  # gone, its file gone, or replaced by another module: not ours
         elif stamp != _stamps[name]:
             _stamps[name] = stamp
             changed.append(name)
@@ -234,6 +236,9 @@ def _run_script(path: str) -> Any:
     except BaseException:
         sys.modules.pop("__mp_main__", None)
         raise
+    # `import multiprocessing` (first in this process) aliases `__mp_main__` to `__main__`, the
+    # zygote itself: put the script back, or it would be looked up, and reloaded, as the zygote.
+    sys.modules["__mp_main__"] = module
     return module
 
 

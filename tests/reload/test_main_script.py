@@ -118,3 +118,34 @@ def test_a_saved_script_maps_to_main() -> None:
     main_file = sys.modules["__main__"].__file__
     assert main_file is not None
     assert "__main__" in modules_of([main_file])
+
+
+MP_SCRIPT = """
+import multiprocessing  # first imported in the zygote by this script: aliases __mp_main__
+import legion
+
+class Echo(legion.Server):
+    def handle_call(self, request, from_):
+        return request
+
+if __name__ == "__main__":
+    for i in range(3):
+        pid = legion.spawn(Echo)
+        print(legion.call(pid, i, timeout=10), flush=True)
+        legion.stop(pid)
+"""
+
+
+def test_a_script_importing_multiprocessing_keeps_its_classes_across_spawns(
+    tmp_path: Path,
+) -> None:
+    """`import multiprocessing` sets `sys.modules["__mp_main__"]` to `__main__`, which in the
+    zygote is the zygote itself: the next fork took that for a changed script and re-executed
+    the zygote inside itself (every later spawn hung)."""
+    script = tmp_path / "mp_app.py"
+    script.write_text(MP_SCRIPT)
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["0", "1", "2"], out.stdout + out.stderr
