@@ -821,8 +821,12 @@ class Node:
 
         try:
             behaviour = hosted.resolve(msg)
-        except Exception as exc:
-            error = f"cannot start {msg.qualname} from {msg.module!r} in the node: {exc}"
+        except (Exception, SystemExit) as exc:  # a module's `sys.exit(...)` must not end the node
+            error = (
+                f"cannot start {msg.qualname} in the node: loading it from {msg.module!r} "
+                f"raised {type(exc).__name__}: {exc} (a hosted supervisor's module is imported "
+                "in the node controller)"
+            )
             proc.conn.push(wire.Ack(msg.req, error, "spawn_failed"))
             return
         child = Proc(Pid(self.name, next(self.serials)), None, Inbox(), is_app=False)
