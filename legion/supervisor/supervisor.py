@@ -593,6 +593,7 @@ class Supervisor:
 
         Raises `AlreadyStarted`, `AlreadyPresent`, `StartChildError` or `SpecError`.
         """
+        spec = spec_from_term(spec)  # a bad spec is a SpecError here, before the supervisor
         pid: Pid | None = _admin(sup, timeout, "start_child", spec)
         return pid
 
@@ -600,6 +601,7 @@ class Supervisor:
     async def astart_child(
         sup: Dest, spec: ChildSpec, *, timeout: float | None = None
     ) -> Pid | None:
+        spec = spec_from_term(spec)
         pid: Pid | None = await _aadmin(sup, timeout, "start_child", spec)
         return pid
 
