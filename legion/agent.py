@@ -801,19 +801,19 @@ def get_messages(dest: Pid | str, timeout: float | None = 5.0) -> list[dict[str,
 
     Answered at once, even while a turn runs (the history then includes its steps so far).
     """
-    result: list[dict[str, Any]] = api.call(dest, [CONTROL, "messages"], timeout)
+    result: list[dict[str, Any]] = _query(dest, [CONTROL, "messages"], timeout, "get_messages")
     return result
 
 
 def get_usage(dest: Pid | str, timeout: float | None = 5.0) -> list[dict[str, Any]]:
     """One record per LLM request: model, prompt and completion tokens, cost (USD or None)."""
-    result: list[dict[str, Any]] = api.call(dest, [CONTROL, "usage"], timeout)
+    result: list[dict[str, Any]] = _query(dest, [CONTROL, "usage"], timeout, "get_usage")
     return result
 
 
 def pending_questions(dest: Pid | str, timeout: float | None = 5.0) -> list[dict[str, Any]]:
     """The agent's unanswered `HumanTool.ask` questions (each with pid, run id and id)."""
-    result: list[dict[str, Any]] = api.call(dest, [CONTROL, "pending"], timeout)
+    result: list[dict[str, Any]] = _query(dest, [CONTROL, "pending"], timeout, "pending_questions")
     return result
 
 
@@ -824,7 +824,19 @@ def respond(
 
     Returns False if no question was pending.
     """
-    result: bool = api.call(dest, [CONTROL, "respond", question_id, answer], timeout)
+    result: bool = _query(dest, [CONTROL, "respond", question_id, answer], timeout, "respond")
+    return result
+
+
+def _query(dest: Pid | str, request: list[Any], timeout: float | None, what: str) -> Any:
+    """Ask the agent `dest`. A server that is not an agent answers `NOT_AN_AGENT` (its runtime
+    refuses the query before `handle_call`) and a function process may echo the query back:
+    either is a TypeError here, since no agent answers with those."""
+    from .supervisor.server import NOT_AN_AGENT
+
+    result = api.call(dest, request, timeout)
+    if result in (NOT_AN_AGENT, request):
+        raise TypeError(f"legion.{what}: {dest!r} is not an agent (a legion.Agent process)")
     return result
 
 

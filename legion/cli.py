@@ -23,9 +23,7 @@ def main(argv: list[str] | None = None) -> int:
         help="run a node controller as a service; applications join with LEGION_NODE=<socket>",
     )
     node.add_argument("--socket", default=default_socket(), help="Unix socket path to listen on")
-    node.add_argument(
-        "--metrics-port", type=int, help="serve Prometheus metrics on http://HOST:PORT/metrics"
-    )
+    node.add_argument("--metrics-port", help="serve Prometheus metrics on http://HOST:PORT/metrics")
     node.add_argument(
         "--metrics-host", default="127.0.0.1", help="address for --metrics-port (default loopback)"
     )
@@ -48,13 +46,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     dev.add_argument("script", help="the application script (run as __main__)")
     dev.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the script")
+    # `run` and `sandbox` parse their own arguments (`rest`); any other command takes none
     args, rest = parser.parse_known_args(argv)
+    if rest and args.command not in ("run", "sandbox"):
+        commands.choices[args.command].error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "node":
         from legion.supervisor import node as node_module
 
         node_args = ["--socket", args.socket]
         if args.metrics_port is not None:
-            node_args += ["--metrics-port", str(args.metrics_port)]
+            node_args += ["--metrics-port", args.metrics_port]  # checked by node.main
             node_args += ["--metrics-host", args.metrics_host]
         for flag, value in (
             ("--max-frame-bytes", args.max_frame_bytes),
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         ):
             if value is not None:
                 node_args += [flag, str(value)]
-        node_module.main(node_args)
+        node_module.main(node_args, prog="legion node")
         return 0
     if args.command == "dev":
         import importlib

@@ -107,19 +107,28 @@ def validate_flags(strategy: Any, max_restarts: Any, max_seconds: Any, auto_shut
         )
 
 
+def _is_shutdown(value: Any) -> bool:
+    """'brutal_kill', 'infinity', or seconds the supervisor can wait: a number >= 0 (not NaN,
+    which no timer takes; an int too large for a float neither)."""
+    if isinstance(value, str):
+        return value in ("brutal_kill", "infinity")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return float(value) >= 0
+    except OverflowError:
+        return False
+
+
 def validate_child(spec: ChildSpec) -> None:
     if spec.restart not in RESTARTS:
         raise SpecError(f"restart: {spec.restart!r} is not one of {', '.join(RESTARTS)}")
     if spec.type not in TYPES:
         raise SpecError(f"type: {spec.type!r} is not one of {', '.join(TYPES)}")
-    shutdown = spec.shutdown
-    if (
-        shutdown not in ("brutal_kill", "infinity")
-        if isinstance(shutdown, str)
-        else isinstance(shutdown, bool) or not isinstance(shutdown, int | float) or shutdown < 0
-    ):
+    if not _is_shutdown(spec.shutdown):
         raise SpecError(
-            f"shutdown: {shutdown!r} is not a number of seconds >= 0, 'brutal_kill' or 'infinity'"
+            f"shutdown: {spec.shutdown!r} is not a number of seconds >= 0, 'brutal_kill' or "
+            "'infinity'"
         )
     if not isinstance(spec.significant, bool):
         raise SpecError(f"significant: {spec.significant!r} is not True or False")

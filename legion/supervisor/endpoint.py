@@ -214,9 +214,12 @@ class Endpoint:
             module = "__main__"
         if name is not None and not isinstance(name, str):
             raise TypeError(f"a process name must be a str, not {type(name).__name__}")
+        _check_flag(link, "link")
+        _check_flag(monitor, "monitor")
+        _check_flag(sync, "sync")
         payload = wire.encode_term(arg)
         ref = self.make_ref() if monitor else None
-        sys_path = [p if p else os.getcwd() for p in sys.path]
+        sys_path = _sys_path()
         cwd = os.getcwd()
         hosted = callable(getattr(target, "_legion_host", None))
         if hosted and main_path is None:
@@ -274,6 +277,7 @@ class Endpoint:
     # -- call, cast, send, reply -----------------------------------------------------------------
 
     def _start_call(self, dest: Dest, request: Any) -> Ref:
+        _check_dest(dest, "call")
         if dest == self.pid:
             raise CallingSelf(f"{self.pid!r} called itself, which would deadlock")
         payload = wire.encode_term(request)
@@ -333,9 +337,11 @@ class Endpoint:
         return self._finish_call(ref, ok, dest, timeout)
 
     def cast(self, dest: Dest, message: Any) -> None:
+        _check_dest(dest, "cast")
         self.send_frame(wire.Cast(dest, wire.encode_term(message)))
 
     def send(self, dest: Dest, message: Any) -> None:
+        _check_dest(dest, "send")
         payload = wire.encode_term(message)
         if isinstance(dest, str):
             req = self._request(lambda r: wire.Send(dest, payload, r))
@@ -345,6 +351,7 @@ class Endpoint:
             self.send_frame(wire.Send(dest, payload, 0))
 
     async def asend(self, dest: Dest, message: Any) -> None:
+        _check_dest(dest, "send")
         payload = wire.encode_term(message)
         if isinstance(dest, str):
             req = self._request(lambda r: wire.Send(dest, payload, r))
@@ -354,7 +361,11 @@ class Endpoint:
             self.send_frame(wire.Send(dest, payload, 0))
 
     def reply(self, from_: From, value: Any) -> None:
-        if not isinstance(from_, From):
+        if (
+            not isinstance(from_, From)
+            or not isinstance(from_.pid, Pid)
+            or not isinstance(from_.ref, Ref)
+        ):
             raise TypeError(f"reply() needs the From a call delivered, not {from_!r}")
         self.send_frame(wire.Reply(from_.pid, from_.ref, wire.encode_term(value)))
 
@@ -387,6 +398,7 @@ class Endpoint:
         await self._aacked(lambda r: wire.Unlink(r, pid), pid)
 
     def monitor(self, dest: Dest) -> Ref:
+        _check_dest(dest, "monitor")
         ref = self.make_ref()
         self.send_frame(wire.Monitor(ref, dest))
         return ref
@@ -418,11 +430,13 @@ class Endpoint:
     def register(self, name: str, pid: Pid | None = None) -> None:
         _check_name(name)
         target = self.pid if pid is None else pid
+        _check_pid(target)
         self._acked(lambda r: wire.Register(r, name, target), target)
 
     async def aregister(self, name: str, pid: Pid | None = None) -> None:
         _check_name(name)
         target = self.pid if pid is None else pid
+        _check_pid(target)
         await self._aacked(lambda r: wire.Register(r, name, target), target)
 
     def unregister(self, name: str) -> None:
@@ -434,7 +448,13 @@ class Endpoint:
         await self._aacked(lambda r: wire.Unregister(r, name), name)
 
     def serve_metrics(self, port: int, host: str = "127.0.0.1") -> int:
-        """Ask the node to serve `/metrics` on `host:port`; the port it listens on."""
+        """Ask the node to serve `/metrics` on `host:port`; the port it listens on.
+
+        Raises `TypeError` for a port that is not an int or a host that is not a str, and
+        `ValueError` for a port outside 0..65535, here, before the node is asked."""
+        check_port(port, "serve_metrics")
+        if not isinstance(host, str) or not host:
+            raise TypeError(f"serve_metrics: host must be a non-empty str, got {host!r}")
         value: int = self._acked(lambda r: wire.ServeMetrics(r, host, port), None)
         return value
 
@@ -458,6 +478,7 @@ class Endpoint:
             raise ProcessExit(actual, f"{dest!r} exited with {actual!r} instead of {reason!r}")
 
     def stop(self, dest: Dest, reason: Any = "normal", timeout: float | None = 5.0) -> None:
+        _check_dest(dest, "stop")
         if dest == self.pid:
             raise CallingSelf("a process cannot stop() itself; raise legion.ProcessExit instead")
         req = self._request(lambda r: wire.StopProcess(r, dest, reason))
@@ -465,6 +486,7 @@ class Endpoint:
         self._stop_result(req, ok, dest, reason, timeout)
 
     async def astop(self, dest: Dest, reason: Any = "normal", timeout: float | None = 5.0) -> None:
+        _check_dest(dest, "stop")
         if dest == self.pid:
             raise CallingSelf("a process cannot stop() itself; raise legion.ProcessExit instead")
         req = self._request(lambda r: wire.StopProcess(r, dest, reason))
@@ -511,6 +533,41 @@ class Endpoint:
             assert timeout is not None
             raise TimeoutError(f"no message within {timeout} s")
         return self._pop(match)
+
+
+def _sys_path() -> list[str]:
+    """The caller's `sys.path` for a worker to import by: its str entries ("" as the current
+    directory) and path objects as str; other entries (bytes) the import system ignores."""
+    import os
+    import sys
+
+    entries = []
+    for entry in sys.path:
+        path = os.fspath(entry) if isinstance(entry, os.PathLike) else entry
+        if isinstance(path, str):
+            entries.append(path or os.getcwd())
+    return entries
+
+
+def check_port(port: Any, what: str) -> int:
+    """`port` if it is a TCP port number (0: any free port); else a clear error."""
+    if isinstance(port, bool) or not isinstance(port, int):
+        raise TypeError(f"{what}: the port must be an int, got {port!r}")
+    if not 0 <= port <= 65535:
+        raise ValueError(f"{what}: the port must be in 0..65535 (0: any free port), got {port}")
+    return port
+
+
+def _check_flag(value: Any, what: str) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{what} must be True or False, got {value!r}")
+
+
+def _check_dest(dest: Any, what: str) -> None:
+    if not isinstance(dest, Pid | str):
+        raise TypeError(
+            f"{what}: the destination must be a legion.Pid or a registered name (str), got {dest!r}"
+        )
 
 
 def _check_pid(pid: Any) -> None:

@@ -245,7 +245,7 @@ async def run(node: Node, proc: Proc, behaviour: Any, msg: wire.Spawn, parent: P
     with scope:
         try:
             reason = await behaviour._legion_host(host, behaviour, arg)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # user code runs in the node: never end it
             log.error("hosted process %r crashed", proc.pid, exc_info=True)
             reason = crash_from_exception(exc)
     if proc.kill_reason is not None:

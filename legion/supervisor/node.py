@@ -453,7 +453,7 @@ class Node:
                     try:
                         msg = wire.decode(body)
                     except Exception as exc:
-                        log.error("dropped a malformed frame from %r: %s", proc.pid, exc)
+                        self._malformed(proc, body, exc)
                         continue
                     try:
                         if type(msg) is telemetry_frame:
@@ -478,6 +478,16 @@ class Node:
         except (wire.FrameError, _ProtocolError) as exc:
             self._protocol_error(proc, exc)
         await self._died(proc)
+
+    def _malformed(self, proc: Proc, body: bytes | memoryview, exc: Exception) -> None:
+        """A frame that does not decode is dropped; when it is a request whose number can still
+        be read, its sender is answered with the error, so no caller waits for it forever."""
+        log.error("dropped a malformed frame from %r: %s", proc.pid, exc)
+        found = _request_number(body)
+        if found is not None:
+            kind, req = found
+            text = f"the node could not decode a {kind} request: {exc}"
+            proc.conn.push(wire.Ack(req, text, "bad_request"))
 
     def _protocol_error(self, proc: Proc, exc: Exception) -> None:
         """A connection broke the protocol: log why, then end it (and its process) alone."""
@@ -654,7 +664,7 @@ class Node:
     async def _serve_metrics(self, proc: Proc, msg: wire.ServeMetrics) -> None:
         try:
             port = await self.start_metrics(msg.host, msg.port)
-        except OSError as exc:
+        except Exception as exc:  # a bad address, a port in use, a value the OS refuses
             proc.conn.push(wire.Ack(msg.req, f"cannot serve /metrics: {exc}", "bad_request"))
         else:
             proc.conn.push(wire.Ack(msg.req, port, None))
@@ -664,6 +674,8 @@ class Node:
         """Serve `/metrics` on `host:port` (once per address); the port it listens on."""
         from ..metrics import serve_metrics
 
+        if not 0 <= port <= 65535:  # the OS would take it modulo 65536 (70000: port 4464)
+            raise ValueError(f"a port must be in 0..65535, got {port}")
         for (served_host, asked), bound in self.metrics_ports.items():
             if served_host == host and port in (0, asked, bound):
                 return bound
@@ -821,8 +833,12 @@ class Node:
 
         try:
             behaviour = hosted.resolve(msg)
-        except Exception as exc:
-            error = f"cannot start {msg.qualname} from {msg.module!r} in the node: {exc}"
+        except (Exception, SystemExit) as exc:  # a module's `sys.exit(...)` must not end the node
+            error = (
+                f"cannot start {msg.qualname} in the node: loading it from {msg.module!r} "
+                f"raised {type(exc).__name__}: {exc} (a hosted supervisor's module is imported "
+                "in the node controller)"
+            )
             proc.conn.push(wire.Ack(msg.req, error, "spawn_failed"))
             return
         child = Proc(Pid(self.name, next(self.serials)), None, Inbox(), is_app=False)
@@ -1067,6 +1083,43 @@ class _ProtocolError(Exception):
     """A frame the node cannot handle: it ends the connection that sent it, nothing else."""
 
 
+def _request_positions() -> dict[str, int]:
+    """For each request frame (one with a `req` field): its tag and where `req` sits in the
+    array the frame is encoded as (after the tag)."""
+    import typing
+
+    import msgspec
+
+    positions = {}
+    for cls in typing.get_args(wire.Frame):
+        names = [f.name for f in msgspec.structs.fields(cls)]
+        if "req" in names and cls is not wire.Ack:
+            positions[cls.__name__] = 1 + names.index("req")
+    return positions
+
+
+_REQUEST_POSITIONS = _request_positions()
+
+
+def _request_number(body: bytes | memoryview) -> tuple[str, int] | None:
+    """(frame kind, request number) of an undecodable request frame, if both can be read."""
+    import msgspec
+
+    try:
+        fields = msgspec.msgpack.decode(body)
+    except Exception:  # not even msgpack: nothing to answer
+        return None
+    if not isinstance(fields, list) or not fields or not isinstance(fields[0], str):
+        return None
+    at = _REQUEST_POSITIONS.get(fields[0])
+    if at is None or at >= len(fields):
+        return None
+    req = fields[at]
+    if type(req) is not int or req <= 0:  # 0: a request that asked for no answer
+        return None
+    return fields[0], req
+
+
 def _status_reason(status: int) -> Any:
     if os.WIFSIGNALED(status):
         return "killed"
@@ -1175,13 +1228,25 @@ def _refuse_the_api_here() -> None:
     client.get = refuse
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, prog: str = "python -m legion.supervisor.node") -> None:
+    """Run a node: embedded (`--embedded-fd`, started by an application) or as a service on
+    `--socket`. Bad arguments or settings are a usage error naming `prog` (`legion node` when
+    the `legion` command runs it)."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m legion.supervisor.node")
-    parser.add_argument("--embedded-fd", type=int)
+    def port(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+        if not 0 <= value <= 65535:
+            raise argparse.ArgumentTypeError(f"a port must be in 0..65535, got {value}")
+        return value
+
+    parser = argparse.ArgumentParser(prog=prog)
+    parser.add_argument("--embedded-fd", type=int, help=argparse.SUPPRESS)  # an application's own
     parser.add_argument("--socket")
-    parser.add_argument("--metrics-port", type=int)
+    parser.add_argument("--metrics-port", type=port)
     parser.add_argument("--metrics-host", default="127.0.0.1")
     parser.add_argument("--max-frame-bytes", type=int, help=f"default: ${wire.MAX_FRAME_ENV}")
     parser.add_argument("--max-mailbox-bytes", type=int, help=f"default: ${wire.MAILBOX_ENV}")
@@ -1192,6 +1257,11 @@ def main(argv: list[str] | None = None) -> None:
         mailbox = wire.mailbox_setting(args.max_mailbox_bytes, max_frame)
     except ValueError as exc:
         parser.error(str(exc))
+    if args.embedded_fd is None:
+        if not args.socket:
+            parser.error("give --socket PATH (the Unix socket to listen on) or --embedded-fd")
+        if os.path.isdir(args.socket):
+            parser.error(f"--socket {args.socket} is a directory; give the path of a socket file")
     _raise_fd_limit()
     _refuse_the_api_here()
     if args.embedded_fd is not None:

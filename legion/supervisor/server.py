@@ -37,6 +37,12 @@ log = logging.getLogger("legion")
 
 _UNSET: Any = type("_Unset", (), {"__repr__": lambda self: "UNSET"})()
 
+AGENT_QUERY = "$legion.agent"
+"""The first item of an agent query (`legion.get_messages`, `respond`, ...)."""
+NOT_AN_AGENT = [AGENT_QUERY, "not_an_agent"]
+"""The runtime's answer to an agent query sent to a server that is not an agent: the query
+never reaches its `handle_call` (where it would crash an ordinary server or be echoed back)."""
+
 
 def _check_timeout(timeout: Any, what: str) -> None:
     """The rule every timeout of the runtime follows (`api.check_timeout`): None or seconds
@@ -214,6 +220,9 @@ async def _handle(worker: Worker, server: Server, message: Any, node_pid: Any) -
         if type(message.request) is CodeChange:
             worker.reply(message.from_, await _code_change(server, message.request))
             return _steer(server, None)
+        if _is_agent_query(message.request) and getattr(server, "__legion_agent__", 0) is not True:
+            worker.reply(message.from_, NOT_AN_AGENT)
+            return _steer(server, None)
         result = await call_maybe_async(server.handle_call, message.request, message.from_)
         if isinstance(result, Reply):
             worker.reply(message.from_, result.value)
@@ -235,6 +244,10 @@ async def _handle(worker: Worker, server: Server, message: Any, node_pid: Any) -
     ):
         return _Steer(None, _UNSET, message.reason)
     return _steer(server, await call_maybe_async(server.handle_info, message))
+
+
+def _is_agent_query(request: Any) -> bool:
+    return type(request) is list and len(request) >= 2 and request[0] == AGENT_QUERY
 
 
 async def _code_change(server: Server, request: CodeChange) -> Any:

@@ -40,7 +40,7 @@ from .errors import (
 )
 from .hosted import Host
 from .lazy_trio import trio
-from .server import Ignore
+from .server import AGENT_QUERY, NOT_AN_AGENT, Ignore
 from .terms import CodeChange, Crash, Pid, crash_from_exception, normalize_reason
 
 __all__ = ["ChildInfo", "Supervisor"]
@@ -301,6 +301,8 @@ class Engine:
             request = exc
         if type(request) is CodeChange:
             answer: Any = await self.code_change(request)
+        elif isinstance(request, tuple) and len(request) >= 2 and request[0] == AGENT_QUERY:
+            answer = NOT_AN_AGENT  # legion.get_messages(a supervisor): a TypeError at the caller
         elif not (isinstance(request, tuple) and len(request) >= 2 and request[0] == _TAG):
             answer = ("error", "bad_request", f"a supervisor does not understand {request!r}")
         else:
@@ -593,6 +595,7 @@ class Supervisor:
 
         Raises `AlreadyStarted`, `AlreadyPresent`, `StartChildError` or `SpecError`.
         """
+        spec = spec_from_term(spec)  # a bad spec is a SpecError here, before the supervisor
         pid: Pid | None = _admin(sup, timeout, "start_child", spec)
         return pid
 
@@ -600,6 +603,7 @@ class Supervisor:
     async def astart_child(
         sup: Dest, spec: ChildSpec, *, timeout: float | None = None
     ) -> Pid | None:
+        spec = spec_from_term(spec)
         pid: Pid | None = await _aadmin(sup, timeout, "start_child", spec)
         return pid
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from typing import Any
 
+import msgspec
 import pytest
 from sup_helpers import (
     kill_and_wait,
@@ -114,6 +116,9 @@ def test_S9_defaults_are_filled_in_and_get_childspec_returns_them(sups: Any) -> 
     [
         ("restart", "sometimes", "permanent, transient, temporary"),
         ("shutdown", -1, "'brutal_kill' or 'infinity'"),
+        ("shutdown", math.nan, "'brutal_kill' or 'infinity'"),
+        ("shutdown", 10**400, "'brutal_kill' or 'infinity'"),
+        ("shutdown", None, "'brutal_kill' or 'infinity'"),
         ("shutdown", "soon", "'brutal_kill' or 'infinity'"),
         ("type", "manager", "worker, supervisor"),
         ("significant", "yes", "True or False"),
@@ -144,6 +149,18 @@ def test_S10_a_spec_that_is_not_a_child_spec_is_rejected_by_the_supervisor(sups:
         S.start_child(sup, {"module": "workers"})
     with pytest.raises(legion.SpecError, match="restart: 'x'"):
         S.start_child(sup, {"id": "a", "module": "workers", "qualname": "Worker", "restart": "x"})
+
+
+def test_S10_a_spec_with_a_shutdown_no_timer_takes_is_refused_at_start_child(sups: Any) -> None:
+    """A NaN shutdown used to be accepted, and the supervisor crashed when it stopped that child."""
+    sup = sups.start([worker("a")])
+    bad = msgspec.structs.replace(worker("b"), shutdown=math.nan)  # past child_spec's check
+    with pytest.raises(legion.SpecError, match=r"^shutdown: nan is not a number of seconds"):
+        S.start_child(sup, bad)
+    assert list(pids(sup)) == ["a"]
+    ref = legion.monitor(sup)
+    legion.exit(sup, "shutdown")
+    assert wait_down(ref).reason == "shutdown"
 
 
 @pytest.mark.parametrize(

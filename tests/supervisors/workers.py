@@ -92,6 +92,15 @@ class Sup(legion.Supervisor):
         return arg  # a dict of SupervisorSpec fields (children arrive as dicts)
 
 
+class ExitsInInit(legion.Supervisor):
+    """Its init, run in the node controller, calls `sys.exit` (a configuration guard)."""
+
+    def init(self, arg: Any) -> Any:
+        import sys
+
+        sys.exit("exits_in_init: no children configured")
+
+
 class Dyn(legion.DynamicSupervisor):
     def init(self, arg: Any) -> Any:
         return legion.DynamicSupervisorSpec(**(arg or {}))
