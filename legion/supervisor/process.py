@@ -484,8 +484,8 @@ def sendable_reason(reason: Any, error: TypeError) -> Any:
     """An exit reason the wire can carry, for a `reason` it could not (`error`, from
     `wire.encode`). Texts holding lone surrogates are made UTF-8-safe in place (a `Crash`, a
     str, or one inside a tuple, list or dict), so the reason keeps its shape and a supervisor
-    matching on it still matches; anything else becomes its repr (at most 64 KiB); a reason
-    whose repr fails too (nested too deep, say) becomes a `Crash` of type
+    matching on it still matches; anything else becomes its repr (at most 65,536 characters);
+    a reason whose repr fails too (nested too deep, say) becomes a `Crash` of type
     `legion.UnsendableReason` that says so."""
     try:
         safe = _utf8_safe_value(reason, 0)
