@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .supervisor.terms import Pid
+from .supervisor.terms import Pid, exception_message
 
 __all__ = [
     "EVENTS",
@@ -392,9 +392,18 @@ def plain(metadata: dict[str, Any]) -> dict[str, Any]:
         elif kind in _PLAIN_TYPES:
             out[key] = value
         else:
-            text = repr(value)
+            text = _repr(value)
             out[key] = text if len(text) <= 2000 else text[:2000] + "..."
     return out
+
+
+def _repr(value: Any) -> str:
+    """`repr(value)`, or a text saying why not: an event is never lost (nor its emitter
+    crashed) because a metadata value nested too deep or with a failing `__repr__` has none."""
+    try:
+        return repr(value)
+    except Exception as exc:  # RecursionError for a deeply nested value, say
+        return f"<{type(value).__qualname__}: repr() raised {type(exc).__name__}>"
 
 
 class SpanInfo(dict[str, Any]):
@@ -449,7 +458,7 @@ class Span:
         if exc is None:
             _emit(self._phases[1], meas, {**_context, **self._meta, **info})
         else:
-            failure = {"kind": type(exc).__name__, "reason": str(exc)[:500]}
+            failure = {"kind": type(exc).__name__, "reason": exception_message(exc)[:500]}
             _emit(self._phases[2], meas, {**_context, **self._meta, **info, **failure})
 
 
@@ -519,7 +528,7 @@ def format_event(
     phase = event[-1]
     name = metadata.get("agent", "")
     level = logging.INFO
-    ms = f" {measurements['duration'] * 1000:.1f}ms" if "duration" in measurements else ""
+    ms = _duration(measurements)
     label = f"{'eval' if group == 'sandbox' else group}:{phase}"
     if group == "agent":
         text = f"agent:{phase} {name}"
@@ -578,9 +587,21 @@ def format_event(
     marker = "┃▸" if metadata.get("parent_run_id") else "┃ "
     run_id = metadata.get("run_id")
     if colour:
-        shade = _COLOURS[zlib.crc32(str(run_id).encode()) % len(_COLOURS)] if run_id else 37
+        key = str(run_id).encode("utf-8", "surrogatepass")
+        shade = _COLOURS[zlib.crc32(key) % len(_COLOURS)] if run_id else 37
         marker = f"\x1b[{shade}m{marker}\x1b[0m"
     return level, f"{marker} {indent}{text}"
+
+
+def _duration(measurements: Mapping[str, Any]) -> str:
+    """ " 12.5ms" for a `duration` in seconds; one that is not a number (an event a user emits
+    by hand with a duration of None, say) is shown as it is rather than failing the line."""
+    if "duration" not in measurements:
+        return ""
+    value = measurements["duration"]
+    if isinstance(value, int | float):
+        return f" {value * 1000:.1f}ms"
+    return f" duration={repr(value)[:40]}"
 
 
 def _short(value: Any, limit: int) -> str:
@@ -595,11 +616,39 @@ def _log_event(
     floor = config["level"]
     if not log.isEnabledFor(max(floor, logging.ERROR)):
         return  # nothing this event could log would be written: do not format it
-    level, line = format_event(event, measurements, metadata, config["colour"])
+    try:
+        level, line = format_event(event, measurements, metadata, config["colour"])
+    except Exception as exc:  # this line only: the logger stays attached for every other one
+        _unformattable(event, exc)
+        return
     level = max(level, floor) if level > logging.INFO else floor
     if log.isEnabledFor(level):
         # makeRecord + handle: `log.log` would walk the stack for a caller that is always here
         log.handle(log.makeRecord(log.name, level, __file__, 0, line, (), None))
+
+
+_reported: set[Event] = set()  # bounded: the default logger wants only the names in EVENTS
+
+
+def _unformattable(event: Event, exc: Exception) -> None:
+    """The default logger could not format an event (one a user emitted by hand under one of
+    Legion's names, with values of odd types): its line is dropped, and the first such failure
+    of each event name is reported on stderr with its traceback. The logger is not detached
+    (which `dispatch` does to a handler that raises), so every later line is still written."""
+    if event in _reported:
+        return
+    _reported.add(event)
+    import sys
+    import traceback
+
+    text = "".join(traceback.format_exception(exc))
+    try:
+        sys.stderr.write(
+            f"legion: the default telemetry logger dropped a line it could not format for "
+            f"{event!r} (reported once per event name):\n{text}"
+        )
+    except Exception:  # stderr cannot take it: nowhere left to say so
+        pass
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)

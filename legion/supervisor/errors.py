@@ -40,7 +40,12 @@ class ProcessExit(LegionError):
 
     def __init__(self, reason: Any, message: str | None = None) -> None:
         self.reason = reason
-        super().__init__(message if message is not None else f"process exited: {reason!r}")
+        if message is None:
+            try:
+                message = f"process exited: {reason!r}"
+            except Exception:  # a reason nested too deep to show: it is still the reason
+                message = f"process exited with a reason of type {type(reason).__qualname__}"
+        super().__init__(message)
 
 
 class NoProc(ProcessExit):

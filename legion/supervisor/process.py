@@ -35,12 +35,13 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from . import wire
 from .endpoint import Endpoint, _deadline
 from .errors import ProcessExit
-from .terms import CallRequest, CodeChange, Crash, From, Pid, crash_from_exception
+from .terms import CallRequest, CodeChange, Crash, From, Pid, crash_from_exception, utf8_safe
 
 if TYPE_CHECKING:
     import trio
 
 EXIT_NODE_GONE = 70
+EXIT_NO_REASON = 71  # the process could not write its exit reason: never reported as "normal"
 EVENT_DELAY = 0.05  # seconds queued telemetry may wait for a frame to ride on
 EVENT_BATCH = 256  # events queued at most before they are written without waiting
 
@@ -103,6 +104,10 @@ class Worker(Endpoint):
     def send_frame(self, msg: wire.Frame) -> None:
         if type(msg) is wire.InitDone and not msg.ok:
             self.init_failure_sent = True
+            try:
+                wire.encode(msg)  # a rare path: the reason the spawner gets must be sendable
+            except TypeError as exc:
+                msg = wire.InitDone(False, msg.ignore, sendable_reason(msg.reason, exc))
         super().send_frame(msg)
 
     def _on_loop(self) -> bool:
@@ -377,8 +382,9 @@ def _for_agent(call: CallRequest) -> CallRequest:
 
 def _encode_events(events: list[wire.TelemetryEvent], limit: int) -> bytes:
     """Telemetry frames for the queued events, one frame when it fits in `limit` bytes. An event
-    the wire cannot carry (a measurement of an odd type, say) or larger than the limit is
-    dropped with a line on stderr, never the frames it rides with."""
+    the wire cannot carry (a measurement of an odd type, nested too deep, a str holding a lone
+    surrogate: `wire.encode`'s TypeError) or larger than the limit is dropped with a line on
+    stderr, never the frames it rides with nor the process."""
     try:
         data = wire.encode(wire.Telemetry(events))
         if len(data) - 4 <= limit:
@@ -390,13 +396,12 @@ def _encode_events(events: list[wire.TelemetryEvent], limit: int) -> bytes:
         try:
             frame = wire.encode(wire.Telemetry([one]))
         except TypeError as exc:
-            print(f"legion: telemetry event {one[0]!r} dropped: {exc}", file=sys.stderr)
+            _to_stderr(f"legion: telemetry event {one[0]!r} dropped: {exc}\n")
             continue
         if len(frame) - 4 > limit:
-            print(
+            _to_stderr(
                 f"legion: telemetry event {one[0]!r} dropped: {len(frame) - 4} bytes, over the "
-                f"node's limit of {limit} (max_frame_bytes)",
-                file=sys.stderr,
+                f"node's limit of {limit} (max_frame_bytes)\n"
             )
             continue
         frames.append(frame)
@@ -409,41 +414,120 @@ def node_gone() -> NoReturn:
 
 
 def finish(worker: Worker, reason: Any) -> NoReturn:
-    """Tell the node why this process ends, then end it."""
+    """Tell the node why this process ends, then end it.
+
+    The exit status says whether the node got the reason: 0 only once the `Exiting` frame is
+    written (the node then reports that reason), never when it could not be, so a crash is
+    never reported as "normal". Nothing on the way (a traceback that cannot be printed because
+    stderr is a closed pipe, a reason the wire cannot carry) stops the frame: see
+    `print_crash` and `_exiting_frame`."""
+    status = EXIT_NO_REASON
     try:
         if isinstance(reason, Crash) and reason.traceback and not worker.init_failure_sent:
             print_crash(getattr(worker.target, "__qualname__", "process"), worker.pid, reason)
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
-            except Exception:
+            except Exception:  # a broken stream: nowhere to report it, and the frame must go
                 pass
         worker._write(_exiting_frame(reason, worker.max_frame))
+        status = 0
+    except BaseException:
+        import traceback
+
+        _to_stderr(f"legion: {worker.pid!r} could not send its exit reason:\n")
+        _to_stderr(traceback.format_exc())
     finally:
-        os._exit(0)
+        os._exit(status)
 
 
 def print_crash(name: str, pid: Pid, reason: Crash) -> None:
     """A crash's traceback on stderr, once per crash: by the process, or by the node when the
-    process handed it to a spawner that does not raise it (see `Node.on_init_done`)."""
-    print(f"legion: {name} {pid!r} crashed:\n{reason.traceback}", file=sys.stderr, flush=True)
+    process handed it to a spawner that does not raise it (see `Node.on_init_done`).
+
+    Never raises: stderr may be a pipe whose reader has gone (`python app.py 2>&1 | head`), a
+    closed file, or a stream that refuses the text; the crash itself must still reach the node,
+    and there is nowhere left to report that the traceback could not be written."""
+    _to_stderr(f"legion: {name} {pid!r} crashed:\n{reason.traceback}\n")
+
+
+def _to_stderr(text: str) -> None:
+    """Write `text` on stderr, or nothing if stderr cannot take it (see `print_crash`)."""
+    try:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+    except Exception:  # a closed pipe, a closed file, an encoding it refuses: nowhere to say so
+        pass
 
 
 def _exiting_frame(reason: Any, limit: int) -> bytes:
-    """The last frame: the exit reason, as a repr if the wire cannot carry it, cut short if it
-    is larger than the node accepts (a crash with a huge message, say)."""
+    """The last frame: the exit reason, whatever it is. One the wire cannot carry is sent as
+    `sendable_reason` makes it (its texts UTF-8-safe, else its repr, else a `Crash` saying
+    why); one larger than the node accepts (a crash with a huge message, say) is cut short."""
     try:
         frame = wire.encode(wire.Exiting(reason))
-    except TypeError:
-        frame = wire.encode(wire.Exiting(repr(reason)[:65536]))
+    except TypeError as exc:
+        reason = sendable_reason(reason, exc)
+        frame = wire.encode(wire.Exiting(reason))
     if len(frame) - 4 <= limit:
         return frame
     keep = limit // 16  # three texts of `keep` characters, 4 UTF-8 bytes at most: 3/4 of it
     if isinstance(reason, Crash):
         reason = Crash(reason.type[:keep], reason.message[:keep], reason.traceback[-keep:])
     else:
-        reason = repr(reason)[:keep]
+        text = _safe_repr(reason) or f"<an exit reason of type {type(reason).__qualname__}>"
+        reason = text[:keep]
     return wire.encode(wire.Exiting(reason))
+
+
+def sendable_reason(reason: Any, error: TypeError) -> Any:
+    """An exit reason the wire can carry, for a `reason` it could not (`error`, from
+    `wire.encode`). Texts holding lone surrogates are made UTF-8-safe in place (a `Crash`, a
+    str, or one inside a tuple, list or dict), so the reason keeps its shape and a supervisor
+    matching on it still matches; anything else becomes its repr (at most 65,536 characters);
+    a reason whose repr fails too (nested too deep, say) becomes a `Crash` of type
+    `legion.UnsendableReason` that says so."""
+    try:
+        safe = _utf8_safe_value(reason, 0)
+        wire.encode_term(safe)
+        return safe
+    except (TypeError, RecursionError):
+        pass
+    text = _safe_repr(reason)
+    if text is not None:
+        return text[:65536]
+    return Crash(
+        "legion.UnsendableReason",
+        f"the process ended with a reason of type {type(reason).__qualname__} that can neither "
+        f"be sent nor shown ({utf8_safe(str(error))[:1000]}); its repr() failed too",
+    )
+
+
+def _utf8_safe_value(value: Any, depth: int) -> Any:
+    """`value` with the lone surrogates of its texts escaped (`utf8_safe`), through tuples,
+    lists and dicts up to a depth of 100 (deeper: a RecursionError, and the caller's repr)."""
+    if depth > 100:
+        raise RecursionError("an exit reason nested deeper than 100")
+    kind = type(value)
+    if kind is str:
+        return utf8_safe(value)
+    if kind is tuple or kind is list:
+        return kind(_utf8_safe_value(item, depth + 1) for item in value)
+    if kind is dict:
+        return {
+            _utf8_safe_value(k, depth + 1): _utf8_safe_value(v, depth + 1) for k, v in value.items()
+        }
+    if kind is Crash and all(type(text) is str for text in value.fields()):
+        return Crash(*(utf8_safe(text) for text in value.fields()))
+    return value
+
+
+def _safe_repr(value: Any) -> str | None:
+    """`repr(value)` made UTF-8-safe, or None when `repr` itself fails."""
+    try:
+        return utf8_safe(repr(value))
+    except Exception:  # RecursionError for a deep value, or a __repr__ that raises
+        return None
 
 
 def reason_of(exc: BaseException) -> Any:

@@ -25,7 +25,9 @@ __all__ = [
     "Ref",
     "Timeout",
     "crash_from_exception",
+    "exception_message",
     "normalize_reason",
+    "utf8_safe",
 ]
 
 
@@ -157,12 +159,37 @@ class From(Value):
 
 
 def crash_from_exception(exc: BaseException) -> Crash:
+    """The `Crash` an uncaught `exc` gives its process, whatever `exc` holds: its texts are
+    made UTF-8-safe (`utf8_safe`) so the wire can always carry them, and an exception whose
+    `str()` or traceback cannot be made says so in the message instead of raising."""
     cls = type(exc)
     name = (
         cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
     )
-    text = "".join(_traceback.format_exception(exc))
-    return Crash(name, str(exc), text)
+    message = exception_message(exc)
+    try:
+        text = "".join(_traceback.format_exception(exc))
+    except Exception as failure:  # a traceback too deep to format, say: the crash still counts
+        text = f"{name}: {message}\n(its traceback could not be formatted: {failure!r:.200})\n"
+    return Crash(utf8_safe(name), utf8_safe(message), utf8_safe(text))
+
+
+def exception_message(exc: BaseException) -> str:
+    """`str(exc)`, or a text saying why there is none when the exception's `__str__` raises
+    (an exception can still be reported when its message cannot)."""
+    try:
+        return str(exc)
+    except Exception as failure:
+        return f"<str() of this {type(exc).__name__} raised {type(failure).__name__}>"
+
+
+def utf8_safe(text: str) -> str:
+    """`text` with every lone surrogate written as a backslash escape ('\\udce9'): what the
+    wire's UTF-8 can carry. A surrogate is what `errors='surrogateescape'` (`os.fsdecode`) makes
+    of a byte that is not UTF-8, so an exception about a Latin-1 file name holds one."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def normalize_reason(reason: Any) -> Any:

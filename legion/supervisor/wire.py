@@ -367,17 +367,20 @@ def decode_zygote(data: bytes) -> ZygoteFrame:
 
 def encode_term(value: Any) -> msgspec.Raw:
     """Encode a user value. A value msgpack cannot carry is a `TypeError` naming its type
-    (an int beyond msgpack's 64 bits included), or naming the nesting limit for a value nested
-    too deep to encode."""
+    (an int beyond msgpack's 64 bits included), naming the nesting limit for a value nested
+    too deep to encode, or naming a str holding a lone surrogate (text the wire's UTF-8 cannot
+    carry)."""
     try:
         return msgspec.Raw(_encoder.encode(value))
-    except (TypeError, OverflowError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:  # a surrogate is a ValueError
         raise _unencodable(value, exc) from None
     except RecursionError:
         raise _too_deep() from None
 
 
 def _unencodable(value: Any, exc: Exception) -> TypeError:
+    if isinstance(exc, UnicodeEncodeError):
+        return _surrogate(exc)
     culprit = _culprit(value)
     hint = ""
     if isinstance(exc, OverflowError):
@@ -403,6 +406,22 @@ def _too_deep() -> TypeError:
     )
 
 
+def _surrogate(exc: UnicodeEncodeError) -> TypeError:
+    """The error for a str the wire's UTF-8 cannot carry: a lone surrogate, which is what
+    `os.fsdecode` and `errors='surrogateescape'` make of bytes that are not UTF-8 (a file name
+    in Latin-1, say)."""
+    text = exc.object if isinstance(exc.object, str) else ""
+    where = f"{text[max(0, exc.start - 30) : exc.end + 30]!r}"
+    return TypeError(
+        f"cannot send a str holding a lone surrogate ({text[exc.start : exc.end]!r} at index "
+        f"{exc.start} of {where}): messages carry text as UTF-8, which has no surrogates; "
+        "such a str usually comes from bytes decoded with errors='surrogateescape' (os.fsdecode, "
+        "os.listdir, sys.argv): send the bytes instead (text.encode('utf-8', 'surrogateescape') "
+        "gives them back exactly), or replace the surrogates "
+        "(text.encode('utf-8', 'backslashreplace').decode())"
+    )
+
+
 def _culprit(value: Any) -> str:
     """The qualified name of the first value inside `value` that msgpack cannot encode."""
     stack = [value]
@@ -410,7 +429,9 @@ def _culprit(value: Any) -> str:
         item = stack.pop()
         try:
             _encoder.encode(item)
-        except (TypeError, OverflowError):
+        except RecursionError:
+            continue  # nested too deep to look into: look at the rest
+        except (TypeError, ValueError, OverflowError):
             if isinstance(item, dict):
                 stack.extend(item.keys())
                 stack.extend(item.values())
@@ -443,7 +464,7 @@ def encode(msg: Frame) -> bytes:
     (an exit reason, say) is the same `TypeError` as `encode_term`'s."""
     try:
         body = _encoder.encode(msg)
-    except (TypeError, OverflowError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise _unencodable(msg, exc) from None
     except RecursionError:
         raise _too_deep() from None

@@ -241,3 +241,58 @@ class BreakOwnRuntime(legion.Server):
         worker.dispatch = broken  # type: ignore[method-assign]
         legion.send(message[1], "broken")
         await trio.sleep_forever()
+
+
+class UnprintableError(Exception):
+    """An exception whose message cannot be made: its `__str__` raises."""
+
+    def __str__(self) -> str:
+        raise ValueError("no message")
+
+
+def _deep(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def end_with(kind: str) -> Any:
+    """End the calling process with an exit reason the wire cannot carry as it is (the keys of
+    `ODD_ENDINGS` in test_limits.py): raises, or returns a reason for a server to `Stop` with."""
+    import os
+
+    name = os.fsdecode(b"caf\xe9.txt")  # a Latin-1 file name on disk: a lone surrogate
+    if kind == "surrogate in a crash message":
+        raise FileNotFoundError(f"no such file: {name}")
+    if kind == "surrogate reason":
+        raise legion.ProcessExit(name)
+    if kind == "surrogate inside a reason":
+        raise legion.ProcessExit(("bad_file", {"name": name}))
+    if kind == "exception whose str raises":
+        raise UnprintableError()
+    if kind == "reason nested too deep":
+        return ("bad", _deep(3000))
+    raise AssertionError(kind)
+
+
+class EndWith(legion.Server):
+    """`call(pid, kind)`: ends as `end_with(kind)` says, a returned reason by `Stop`."""
+
+    def handle_call(self, request: Any, from_: legion.From) -> Any:
+        return legion.Stop(end_with(request), reply="stopping")
+
+
+def end_with_in_function(kind: str) -> None:
+    raise legion.ProcessExit(end_with(kind))
+
+
+def unable_to_send_its_reason() -> None:
+    """Ends normally, but its runtime side fails to build the last frame (a stand-in for any
+    fault on the way to telling the node its reason)."""
+    from legion.supervisor import process
+
+    def broken(reason: Any, limit: int) -> bytes:
+        raise RuntimeError("cannot build the last frame")
+
+    process._exiting_frame = broken

@@ -29,11 +29,12 @@ from typing import Any
 import msgspec
 import procs
 import pytest
-from helpers import kill_and_wait, probe
+from helpers import kill_and_wait, probe, wait_down
 from procs import Probe
 
 import legion
 from legion.supervisor import client, wire
+from legion.supervisor.process import EXIT_NO_REASON
 
 HERE = str(Path(__file__).parent)
 
@@ -672,6 +673,29 @@ def test_an_int_beyond_msgpack_is_the_same_type_error_at_the_sender(big: Any) ->
     kill_and_wait(p)
 
 
+SURROGATE_VALUES = {
+    "str": "caf\udce9.txt",
+    "inside": [1, {"name": "caf\udce9.txt"}],
+    "dict key": {"caf\udce9.txt": 1},
+}
+
+
+@pytest.mark.parametrize("value", SURROGATE_VALUES.values(), ids=SURROGATE_VALUES.keys())
+def test_a_str_with_a_lone_surrogate_is_the_same_type_error_at_the_sender(value: Any) -> None:
+    """What os.fsdecode makes of a non-UTF-8 file name: a TypeError naming the surrogate and
+    the two ways out, as for any value the wire cannot carry (never a UnicodeEncodeError)."""
+    p = probe()
+    fix = r"encode\('utf-8', 'surrogateescape'\).*backslashreplace"
+    with pytest.raises(TypeError, match=r"lone surrogate \('\\udce9' at index 3 of .*" + fix):
+        legion.send(p, value)
+    with pytest.raises(TypeError, match="lone surrogate"):
+        legion.call(p, ("echo", value))
+    with pytest.raises(TypeError, match="lone surrogate"):
+        legion.stop(p, value)  # in a control frame (an exit reason) too
+    assert legion.call(p, ("echo", "café")) == "café"  # nothing was sent; p is fine
+    kill_and_wait(p)
+
+
 def _nested(depth: int) -> list[Any]:
     value: list[Any] = []
     for _ in range(depth):
@@ -699,6 +723,87 @@ def test_a_value_nested_too_deep_is_a_type_error_at_the_sender(
         how(p, _nested(100_000))
     assert legion.call(p, ("echo", _nested(50))) == _nested(50)  # nothing was sent; p is fine
     kill_and_wait(p)
+
+
+# -- exit reasons the wire cannot carry as they are ------------------------------------------------
+
+CAFE = "caf\\udce9.txt"  # what the wire carries for os.fsdecode(b"caf\xe9.txt"): the escape
+ODD_ENDINGS: dict[str, Any] = {
+    "surrogate in a crash message": legion.Crash("FileNotFoundError", f"no such file: {CAFE}"),
+    "surrogate reason": CAFE,
+    "surrogate inside a reason": ("bad_file", {"name": CAFE}),
+    "exception whose str raises": legion.Crash(
+        "procs.UnprintableError", "<str() of this UnprintableError raised ValueError>"
+    ),
+    "reason nested too deep": legion.Crash(
+        "legion.UnsendableReason",
+        "the process ended with a reason of type tuple that can neither be sent nor shown "
+        f"({wire._too_deep()}); its repr() failed too",
+    ),
+}
+
+
+@pytest.mark.parametrize("target", ["server", "function"])
+@pytest.mark.parametrize("kind", ODD_ENDINGS)
+def test_an_exit_reason_the_wire_cannot_carry_still_reaches_the_node(
+    kind: str, target: str
+) -> None:
+    """A lone surrogate (a non-UTF-8 file name in an exception message), an exception whose
+    `str` raises, a reason nested too deep: the node gets a reason that says what happened,
+    never "normal" (which would fire no link and restart no transient child)."""
+    expected = ODD_ENDINGS[kind]
+    if target == "server":
+        pid, ref = legion.spawn(procs.EndWith, monitor=True)
+        try:
+            assert legion.call(pid, kind) == "stopping"  # a Stop
+        except legion.ProcessExit as exc:  # a crash
+            assert exc.reason == expected
+    else:
+        pid, ref = legion.spawn(procs.end_with_in_function, kind, monitor=True)
+    assert wait_down(ref).reason == expected
+
+
+def test_a_process_that_cannot_send_its_reason_is_never_reported_normal() -> None:
+    """If the last frame cannot be written at all, the process exits with a status the node
+    reports as a crash (never 0, which it would report as "normal")."""
+    _, ref = legion.spawn(procs.unable_to_send_its_reason, monitor=True)
+    reason = wait_down(ref).reason
+    assert reason == legion.Crash(
+        "SystemExit", f"the process exited with status {EXIT_NO_REASON} without a reason"
+    )
+
+
+def test_a_crash_is_reported_when_stderr_is_a_closed_pipe(tmp_path: Path) -> None:
+    """`python app.py 2>&1 | head`, head gone: printing the traceback fails with
+    BrokenPipeError, and the crash must still reach the caller as the crash it is."""
+    script = tmp_path / "app.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import legion
+
+            class Boom(legion.Server):
+                def handle_call(self, request, from_):
+                    raise RuntimeError("the crash")
+
+            if __name__ == "__main__":
+                for _ in range(2):
+                    try:
+                        legion.call(legion.spawn(Boom), "go")
+                    except legion.ProcessExit as exc:
+                        print(repr(exc.reason), flush=True)
+            """
+        )
+    )
+    app = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert app.stderr is not None and app.stdout is not None
+    app.stderr.close()  # the reader is gone before anything is written
+    lines = app.stdout.read().splitlines()
+    app.stdout.close()
+    app.wait(60)
+    assert lines == ["Crash('RuntimeError', 'the crash')"] * 2
 
 
 # -- timeouts -------------------------------------------------------------------------------------

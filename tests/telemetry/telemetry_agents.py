@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import legion
@@ -84,6 +85,26 @@ class Emitter(legion.Server):
         elif message == "odd":  # a measurement the wire cannot carry, then a good event
             telemetry.emit(("test", "odd"), {"n": object()})
             emit()
+        elif isinstance(message, list) and message[0] == "odd":  # ["odd", what is odd]
+            telemetry.emit(("test", "odd"), *ODD_EVENTS[message[1]]())
+            emit()
         else:
             emit()
         return None
+
+
+def _nested(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+ODD_EVENTS: dict[str, Any] = {
+    # (measurements, metadata) of an event the wire cannot carry as it is
+    "deep metadata": lambda: ({"n": 1}, {"payload": _nested(5000)}),
+    "deep measurement": lambda: ({"sizes": _nested(5000)}, {}),
+    "surrogate in metadata": lambda: ({"n": 1}, {"file": os.fsdecode(b"caf\xe9.csv")}),
+    "surrogate in a metadata key": lambda: ({"n": 1}, {os.fsdecode(b"caf\xe9"): 1}),
+    "surrogate in a measurement": lambda: ({"n": os.fsdecode(b"caf\xe9")}, {}),
+}

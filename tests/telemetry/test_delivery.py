@@ -10,7 +10,7 @@ import urllib.request
 from typing import Any
 
 import pytest
-from telemetry_agents import Emitter
+from telemetry_agents import ODD_EVENTS, Emitter
 
 import legion
 from legion import telemetry
@@ -60,6 +60,29 @@ def test_an_event_the_wire_cannot_carry_is_dropped_alone() -> None:
     until(lambda: seen)
     assert [r[0] for r in seen] == [EMITTED]  # the good event, queued with the odd one
     legion.stop(pid)  # the process is fine
+
+
+@pytest.mark.parametrize("odd", ODD_EVENTS)
+def test_an_event_with_values_the_wire_cannot_carry_never_harms_its_process(odd: str) -> None:
+    """Deep metadata is sent as a text saying its repr failed; an event the wire still cannot
+    carry (nested too deep, a lone surrogate) is dropped alone: the event queued with it
+    leaves, the process lives and answers (its reply was not lost)."""
+    seen = collect([EMITTED, ("test", "odd")])
+    pid = legion.start_link(Emitter)
+    try:
+        legion.cast(pid, ["odd", odd])
+        assert legion.call(pid, "anything") == "done"
+        until(lambda: EMITTED in [r[0] for r in seen])
+        if odd == "deep metadata":
+            assert seen[0] == (
+                ("test", "odd"),
+                {"n": 1},
+                {"payload": "<list: repr() raised RecursionError>"},
+            )
+        else:
+            assert [r[0] for r in seen] == [EMITTED]
+    finally:
+        legion.stop(pid)
 
 
 def test_the_node_forwards_only_the_events_the_application_wants(

@@ -170,3 +170,41 @@ def test_format_event_levels_and_unknown_events() -> None:
         colour=False,
     )  # fmt: skip
     assert level == logging.ERROR and line.startswith("┃▸") and "LLMError" in line
+
+
+def test_format_event_shows_a_measurement_of_an_odd_type_as_it_is() -> None:
+    """An event a user emits by hand under one of Legion's names, its duration unknown."""
+    _, line = telemetry.format_event(
+        (*telemetry.TOOL_CALL, "stop"), {"duration": None},
+        {"tool": "MyTool", "function": "f", "run_id": "caf\udce9"}, colour=True,
+    )  # fmt: skip
+    assert "tool:stop MyTool.f" in line and "duration=None" in line
+
+
+class Unprintable:
+    """A value whose text cannot be made: formatting it raises."""
+
+    def __format__(self, spec: str) -> str:
+        raise ValueError("no text for this value")
+
+
+LLM_STOP = (*telemetry.LLM_REQUEST, "stop")
+
+
+def test_a_line_the_default_logger_cannot_format_is_dropped_alone(
+    caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The logger reports the first failure of the event name on stderr and stays attached:
+    the lines of every later event are still written (a handler that raises would be
+    detached for the rest of the application)."""
+    with caplog.at_level(logging.INFO, logger="legion.telemetry"):
+        telemetry.attach_default_logger(events=["llm"], colour=False)
+        for _ in range(2):
+            telemetry.emit(LLM_STOP, {"input_tokens": Unprintable()}, {"model": "odd"})
+        telemetry.emit(LLM_STOP, {"input_tokens": 3, "duration": 0.5}, {"model": "fine"})
+        assert telemetry.DEFAULT_LOGGER_ID in telemetry.list_handlers()
+        telemetry.detach_default_logger()
+    assert caplog.messages == ["┃      llm:stop fine tokens=3+0 500.0ms"]
+    err = capsys.readouterr().err
+    assert err.count("default telemetry logger dropped a line") == 1, err
+    assert "('legion', 'llm', 'request', 'stop')" in err and "no text for this value" in err
