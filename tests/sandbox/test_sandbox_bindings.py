@@ -334,3 +334,48 @@ def test_a_definition_made_inside_a_block_is_dropped_never_re_run_stale(rebind: 
     assert "top-level def, class or assignment" in second.dropped_reasons["f"]
     ev = evaluate("f()", bindings=second.bindings)
     assert ev.error_kind == "exception" and "NameError" in ev.error
+
+
+def test_bound_methods_are_kept_and_bound_again() -> None:
+    first = evaluate(
+        "class Sorter:\n    def __init__(self, field): self.field = field\n"
+        "    def key(self, row): return row[self.field]\n"
+        "    @classmethod\n    def make(cls): return cls('age')\n"
+        "by_age = Sorter('age').key\nmake = Sorter.make\n"
+        "import re\nfind = re.compile('a+').search\nfromkeys = dict.fromkeys"
+    )
+    assert first.ok and first.dropped_reasons == {}, first.dropped_reasons
+    assert {"by_age", "make", "find", "fromkeys"} <= set(first.variables)
+    second = evaluate(
+        "rows = sorted([{'age': 3}, {'age': 1}], key=by_age)\n"
+        "(rows, make().field, find('baaa').group(), fromkeys('ab'))",
+        bindings=first.bindings,
+    )
+    assert second.ok, second.error
+    assert second.value == [[{"age": 1}, {"age": 3}], "age", "aaa", {"a": None, "b": None}]
+
+
+def test_a_value_needing_a_dropped_class_is_dropped_at_save_with_the_reason() -> None:
+    class Api:
+        def rate(self) -> int:
+            return 5
+
+    code = "class Pricer:\n    def __init__(self, r=Api.rate()): self.r = r\np = Pricer()\nps = [p]"
+    first = evaluate(code, tools={"Api": Api()})
+    assert first.ok and "p" not in first.variables and "ps" not in first.variables
+    assert first.dropped_reasons["p"].startswith("a Pricer that needs Pricer, which is not kept")
+    assert "would call a tool again" in first.dropped_reasons["p"]
+    assert first.bindings is not None and "p" not in first.bindings.names
+
+
+def test_functions_defined_in_a_loop_are_kept_by_value_in_their_list() -> None:
+    first = evaluate("fs = []\nfor i in range(3):\n    def g(i=i): return i * i\n    fs.append(g)")
+    assert first.ok and "fs" in first.variables and "g" in first.dropped_reasons
+    assert evaluate("[f() for f in fs]", bindings=first.bindings).value == [0, 1, 4]
+
+
+def test_what_the_restore_would_refuse_is_dropped_at_save() -> None:
+    first = evaluate("f = print\nkept = 1")  # the sandbox's print is its own, not restorable
+    assert first.ok and set(first.variables) == {"kept"}
+    assert "cannot be saved" in first.dropped_reasons["f"]
+    assert first.bindings is not None and first.bindings.names == ("kept",)
