@@ -178,7 +178,7 @@ def snapshot(
     entries: list[tuple[str, str, Any]] = []
     sizes: dict[str, int] = {}
     dropped: Dropped = {}
-    needs: dict[str, set[str]] = {}  # value entry -> the sandbox names its pickle refers to
+    needs: dict[str, set[str]] = {}  # entry -> the sandbox names its restore needs
     names = user_names(ns, reserved)
     by_source = {n for n in names if _names_itself(n, ns[n]) and _recreatable(defs, n, ns[n])}
     for name in names:
@@ -197,6 +197,8 @@ def snapshot(
             else:
                 entries.append((name, "source", [(s.source, s.flags) for s in stmts]))
                 sizes[name] = sum(len(s.source) for s in stmts)
+                eager = set().union(*(_eager_names(s.source) for s in stmts))
+                needs[name] = {n for n in eager if n != name and n in ns and n in names}
         else:
             pickler = _Pickler(io.BytesIO(), ns, by_source)
             try:
@@ -221,7 +223,7 @@ def snapshot(
             break
         total -= sizes.pop(name)
         dropped[name] = f"too large to keep (the variables are capped at {MAX_BLOB >> 20} MiB)"
-    _drop_dependents(needs, {e[0] for e in entries}, dropped, ns)
+    _drop_dependents(needs, {e[0] for e in entries} | modules.keys(), dropped, ns)
     kept = [e for e in entries if e[0] not in dropped]
     blob = pickle.dumps({"version": VERSION, "modules": modules, "entries": kept}, protocol=5)
     return blob, dropped
@@ -232,24 +234,48 @@ def _recreatable(defs: Definitions, name: str, value: Any) -> bool:
     return bool(stmts) and not any(s.calls_tool for s in stmts or ())
 
 
+def _eager_names(source: str) -> set[str]:
+    """The names a definition's statements read when they run (a class's bases and body, a
+    decorator, a default, an assignment's value), not those read later by a function's body."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    found: set[str] = set()
+    todo: list[ast.AST] = list(tree.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            args = node.args
+            todo.extend([*args.defaults, *(d for d in args.kw_defaults if d is not None)])
+            if not isinstance(node, ast.Lambda):
+                todo.extend(node.decorator_list)
+            continue
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+            found.add(node.id)
+        todo.extend(ast.iter_child_nodes(node))
+    return found
+
+
 def _drop_dependents(
     needs: dict[str, set[str]], entries: set[str], dropped: Dropped, ns: dict[str, Any]
 ) -> None:
-    """Drop every value whose pickle refers to a sandbox name that will not be restored (an
-    instance of a class re-created only by calling a tool, say), until none is left: what is
-    listed as kept must come back at the next step."""
+    """Drop every entry that needs a sandbox name that will not be restored (an instance of a
+    class re-created only by calling a tool, a class deriving from one defined in an ``if``),
+    until none is left: what is listed as kept must come back at the next step."""
     kept = entries - dropped.keys()
+    cascaded: set[str] = set()
     changed = True
     while changed:
         changed = False
         for name, own in needs.items():
             missing = sorted(own - kept)
             if name in kept and missing:
-                why = dropped.get(missing[0], "it is not a variable of the sandbox")
-                dropped[name] = (
-                    f"{_kind(ns[name])} that needs {missing[0]}, which is not kept ({why})"
-                )
+                first = missing[0]
+                why = f"see {first}" if first in cascaded else dropped.get(first, "not saved")
+                dropped[name] = f"{_kind(ns[name])} that needs {first}, which is not kept ({why})"
                 kept.discard(name)
+                cascaded.add(name)
                 changed = True
 
 

@@ -379,3 +379,23 @@ def test_what_the_restore_would_refuse_is_dropped_at_save() -> None:
     assert first.ok and set(first.variables) == {"kept"}
     assert "cannot be saved" in first.dropped_reasons["f"]
     assert first.bindings is not None and first.bindings.names == ("kept",)
+
+
+def test_a_definition_needing_a_dropped_one_is_dropped_at_save_with_the_reason() -> None:
+    first = evaluate(
+        "if True:\n    class Base:\n        x = 1\n"
+        "class Child(Base):\n    pass\nc = Child()\n"
+        "for _ in range(1):\n    def deco(f): return f\n"
+        "@deco\ndef h(): return 1\n"
+        "def later(): return Base\n"  # its body reads Base only when called: kept
+        "import math\nclass M:\n    v = math.pi\n"
+    )
+    assert first.ok
+    reasons = first.dropped_reasons
+    assert reasons["Child"].startswith("class Child that needs Base, which is not kept (class")
+    assert reasons["c"] == "a Child that needs Child, which is not kept (see Child)"
+    assert reasons["h"].startswith("a function that needs deco, which is not kept")
+    assert {"later", "M", "math"} <= set(first.variables)
+    assert not {"Child", "c", "h"} & set(first.variables)
+    second = evaluate("(later.__name__, round(M.v, 2))", bindings=first.bindings)
+    assert second.ok and second.value == ["later", 3.14] and second.dropped_reasons == {}
