@@ -50,6 +50,7 @@ def test_import_outside_allowlist_lists_the_available_modules() -> None:
         ("from json import loads\nloads.__dict__", "private attributes of modules and tools"),
         ("from random import *\nRandom._randbelow", "private attributes of modules and tools"),
         ("A.__mro__[-1].__subclasses__()", "dunder attributes are not allowed"),
+        ("from codecs import *\nopen('f')", "open is not permitted in the sandbox"),
     ],
 )
 def test_guard_refusals_are_plain_words(code: str, message: str) -> None:
