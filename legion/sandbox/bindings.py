@@ -8,7 +8,10 @@ cannot be kept never takes the others with it:
   kept as the source of the top-level statements that bound it, re-run on restore;
 * anything else is pickled on its own, functions defined by the code (lambdas, closures, nested
   functions) *by value*: their code object (``marshal``), defaults and closure cells;
-* what cannot be kept is dropped with the reason, for the model to read.
+* a bound method is kept as its object and the method's name;
+* what cannot be kept is dropped with the reason, for the model to read, and so is a value
+  whose pickle refers to a class or function that is not kept, or to a global the restore
+  would refuse: what is listed as kept comes back.
 
 On restore, modules are rebound first, then the entries are applied in rounds until none makes
 progress, so an instance finds its class and a class finds the namedtuple it derives from,
@@ -38,7 +41,10 @@ EARLIER = "<earlier step>"
 """Filename of code objects restored by value (their step's source is gone)."""
 _SAFE_BUILTINS = frozenset(SAFE_BUILTINS)
 _PICKLE_MODULES = frozenset({MODULE, "builtins", "copyreg", "_codecs", "types", "_operator"})
-_RECONSTRUCTORS = frozenset({"_make_function", "_set_function_state", "_module"})
+_RECONSTRUCTORS = frozenset(
+    {"_make_function", "_set_function_state", "_module", "_bound_method", "_bound_attr"}
+)
+_BY_REDUCE = (type(None), type(NotImplemented), type(...))  # pickled as type(None), not by name
 _repr = reprlib.Repr()
 _repr.maxstring = 60
 _repr.maxother = 60
@@ -172,7 +178,10 @@ def snapshot(
     entries: list[tuple[str, str, Any]] = []
     sizes: dict[str, int] = {}
     dropped: Dropped = {}
-    for name in user_names(ns, reserved):
+    needs: dict[str, set[str]] = {}  # entry -> the sandbox names its restore needs
+    names = user_names(ns, reserved)
+    by_source = {n for n in names if _names_itself(n, ns[n]) and _recreatable(defs, n, ns[n])}
+    for name in names:
         value = ns[name]
         if isinstance(value, types.ModuleType):
             modules[name] = value.__name__
@@ -188,25 +197,86 @@ def snapshot(
             else:
                 entries.append((name, "source", [(s.source, s.flags) for s in stmts]))
                 sizes[name] = sum(len(s.source) for s in stmts)
+                eager = set().union(*(_eager_names(s.source) for s in stmts))
+                needs[name] = {n for n in eager if n != name and n in ns and n in names}
         else:
+            pickler = _Pickler(io.BytesIO(), ns, by_source)
             try:
-                data = _dumps(value, ns)
+                pickler.dump(value)
             except RecursionError:
                 dropped[name] = f"{_kind(value)} nested too deeply to save"
+                continue
             except Exception as exc:
                 dropped[name] = f"{_kind(value)} cannot be saved ({_reason(exc)})"
-            else:
-                entries.append((name, "value", data))
-                sizes[name] = len(data)
+                continue
+            refused = [r for r in map(_refusal, sorted(pickler.foreign)) if r]
+            if refused:  # the next step's unpickler would refuse it: say so now, not then
+                dropped[name] = f"{_kind(value)} cannot be saved ({refused[0]})"
+                continue
+            data = pickler.file.getvalue()
+            entries.append((name, "value", data))
+            sizes[name] = len(data)
+            needs[name] = pickler.own
     total = sum(sizes.values())
     for name in sorted(sizes, key=lambda n: -sizes[n]):
         if total <= MAX_BLOB:
             break
         total -= sizes.pop(name)
         dropped[name] = f"too large to keep (the variables are capped at {MAX_BLOB >> 20} MiB)"
+    _drop_dependents(needs, {e[0] for e in entries} | modules.keys(), dropped, ns)
     kept = [e for e in entries if e[0] not in dropped]
     blob = pickle.dumps({"version": VERSION, "modules": modules, "entries": kept}, protocol=5)
     return blob, dropped
+
+
+def _recreatable(defs: Definitions, name: str, value: Any) -> bool:
+    stmts = defs.current(name, value)
+    return bool(stmts) and not any(s.calls_tool for s in stmts or ())
+
+
+def _eager_names(source: str) -> set[str]:
+    """The names a definition's statements read when they run (a class's bases and body, a
+    decorator, a default, an assignment's value), not those read later by a function's body."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    found: set[str] = set()
+    todo: list[ast.AST] = list(tree.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            args = node.args
+            todo.extend([*args.defaults, *(d for d in args.kw_defaults if d is not None)])
+            if not isinstance(node, ast.Lambda):
+                todo.extend(node.decorator_list)
+            continue
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+            found.add(node.id)
+        todo.extend(ast.iter_child_nodes(node))
+    return found
+
+
+def _drop_dependents(
+    needs: dict[str, set[str]], entries: set[str], dropped: Dropped, ns: dict[str, Any]
+) -> None:
+    """Drop every entry that needs a sandbox name that will not be restored (an instance of a
+    class re-created only by calling a tool, a class deriving from one defined in an ``if``),
+    until none is left: what is listed as kept must come back at the next step."""
+    kept = entries - dropped.keys()
+    cascaded: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        for name, own in needs.items():
+            missing = sorted(own - kept)
+            if name in kept and missing:
+                first = missing[0]
+                why = f"see {first}" if first in cascaded else dropped.get(first, "not saved")
+                dropped[name] = f"{_kind(ns[name])} that needs {first}, which is not kept ({why})"
+                kept.discard(name)
+                cascaded.add(name)
+                changed = True
 
 
 def _names_itself(name: str, value: Any) -> bool:
@@ -233,27 +303,58 @@ def _reason(exc: BaseException) -> str:
     return text if len(text) <= 200 else text[:200] + "..."
 
 
-def _dumps(value: Any, ns: dict[str, Any]) -> bytes:
-    buf = io.BytesIO()
-    _Pickler(buf, ns).dump(value)
-    return buf.getvalue()
-
-
 class _Pickler(pickle.Pickler):
-    """Pickles functions defined by the sandboxed code by value when they have no name of their
-    own to be found by (lambdas, closures, nested functions); everything else as pickle does."""
+    """Pickles functions defined by the sandboxed code by value when the next step will not
+    have them by name (lambdas, closures, nested functions, a ``def`` in a loop) and bound
+    methods as (function, instance); everything else as pickle does. Notes the globals the
+    pickle refers to: ``own`` (heads of sandbox names), ``foreign`` (``(module, name)``)."""
 
-    def __init__(self, file: io.BytesIO, ns: dict[str, Any]) -> None:
+    def __init__(self, file: io.BytesIO, ns: dict[str, Any], by_source: set[str]) -> None:
         super().__init__(file, protocol=5)
+        self.file = file
         self.ns = ns
+        self.by_source = by_source
+        self.own: set[str] = set()
+        self.foreign: set[tuple[str, str]] = set()
 
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, types.ModuleType):  # in a closure or a container: by name
             return (_module, (obj.__name__,))
-        if type(obj) is not types.FunctionType or obj.__globals__ is not self.ns:
-            return NotImplemented
-        if _lookup(self.ns, obj.__qualname__) is obj:
-            return NotImplemented  # found by name (a top-level function, a method): by reference
+        if isinstance(obj, types.MethodType):  # `f = obj.method`: rebound on restore
+            return (_bound_method, (obj.__func__, obj.__self__))
+        if (
+            isinstance(obj, types.BuiltinMethodType)
+            and not isinstance(obj.__self__, types.ModuleType | None)
+            and not obj.__name__.startswith("_")
+        ):  # `add = items.append`: rebound on restore (pickle would use getattr)
+            return (_bound_attr, (obj.__self__, obj.__name__))
+        if type(obj) is types.FunctionType and obj.__globals__ is self.ns:
+            head = obj.__qualname__.split(".", 1)[0]
+            if head in self.by_source and _lookup(self.ns, obj.__qualname__) is obj:
+                self.own.add(head)
+                return NotImplemented  # a top-level function, a method: by reference
+            return self._by_value(obj)
+        if isinstance(obj, (type, types.FunctionType, types.BuiltinFunctionType)):
+            self._note_global(obj)
+        return NotImplemented
+
+    def _note_global(self, obj: Any) -> None:
+        if obj in _BY_REDUCE:
+            return
+        if isinstance(obj, types.BuiltinFunctionType) and not (
+            obj.__self__ is None or isinstance(obj.__self__, types.ModuleType)
+        ):
+            return  # a bound builtin method: pickled through its reduce (getattr), noted then
+        qualname = getattr(obj, "__qualname__", None)
+        module = getattr(obj, "__module__", None)
+        if not isinstance(qualname, str) or not isinstance(module, str):
+            return  # pickle searches sys.modules for it; the restore's unpickler still checks
+        if module == MODULE:
+            self.own.add(qualname.split(".", 1)[0])
+        else:
+            self.foreign.add((module, qualname))
+
+    def _by_value(self, obj: types.FunctionType) -> Any:
         cells = obj.__closure__ or ()
         code = _relocate(obj.__code__)
         state = (
@@ -296,6 +397,16 @@ def _module(name: str) -> types.ModuleType:
     return sys.modules[name]
 
 
+def _bound_method(func: Any, self: Any) -> types.MethodType:
+    return types.MethodType(func, self)
+
+
+def _bound_attr(obj: Any, name: str) -> Any:
+    if name.startswith("_"):  # only the public methods a saved value was bound to
+        raise pickle.UnpicklingError(f"attribute {name} is not allowed in bindings")
+    return getattr(obj, name)
+
+
 def _make_function(code: bytes, name: str, qualname: str, ncells: int) -> types.FunctionType:
     ns = sys.modules[MODULE].__dict__
     closure = tuple(types.CellType() for _ in range(ncells)) or None
@@ -323,14 +434,23 @@ class _Unpickler(pickle.Unpickler):
     blob is decoded inside the sandbox anyway; this keeps a forged one from reaching further."""
 
     def find_class(self, module: str, name: str) -> Any:
-        root = module.split(".", 1)[0]
-        if module == __name__ and name in _RECONSTRUCTORS:
-            return super().find_class(module, name)
-        if module == "builtins" and name not in _SAFE_BUILTINS and not _is_exception(name):
-            raise pickle.UnpicklingError(f"builtins.{name} is not allowed in bindings")
-        if module in _PICKLE_MODULES or root in PRELOADED_MODULES:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"{module}.{name} is not allowed in bindings")
+        refused = _refusal((module, name))
+        if refused:
+            raise pickle.UnpicklingError(refused)
+        return super().find_class(module, name)
+
+
+def _refusal(ref: tuple[str, str]) -> str:
+    """Why the unpickler refuses the global ``module.name``, or ""."""
+    module, name = ref
+    root = module.split(".", 1)[0]
+    if module == __name__:
+        return "" if name in _RECONSTRUCTORS else f"{module}.{name} is not allowed in bindings"
+    if module == "builtins" and name not in _SAFE_BUILTINS and not _is_exception(name):
+        return f"builtins.{name} is not allowed in bindings"
+    if module in _PICKLE_MODULES or root in PRELOADED_MODULES:
+        return ""
+    return f"{module}.{name} is not allowed in bindings"
 
 
 def _is_exception(name: str) -> bool:

@@ -218,6 +218,15 @@ def _exc_line(exc: BaseException) -> str:
     return f"{name}: {text}" if text else name
 
 
+def _safe(text: str) -> str:
+    """``text`` with any lone surrogate escaped (``\\udce9``) so that it encodes as UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 class Runner:
     """Evaluates requests in one namespace (one request per child, or many in session mode)."""
 
@@ -261,18 +270,20 @@ class Runner:
         dropped = {**self.lost, **(dropped or {})}
         self.lost = {}
         variables = bindings_mod.describe(self.ns, self.tools, dropped) if ok else {}
+        # every text must be valid UTF-8 on the wire: a lone surrogate (a non-UTF-8 file name,
+        # bytes decoded with 'surrogateescape') shows as \udcXX, as CPython's stderr would
         return Result(
             ok,
             value,
             native,
-            value_repr,
-            self.capture.take(),
-            error,
+            _safe(value_repr),
+            _safe(self.capture.take()),
+            _safe(error),
             kind,
-            tb,
-            variables,
+            _safe(tb),
+            {_safe(k): _safe(v) for k, v in variables.items()},
             blob,
-            dropped,
+            {_safe(k): _safe(v) for k, v in dropped.items()},
             layers,
         )
 
@@ -298,15 +309,22 @@ class Runner:
             self.ns[name] = ToolStub(self.link, name, fns)
         try:
             tree = ast.parse(req.code, FILENAME, "exec")
+        except (RecursionError, MemoryError) as exc:  # CPython: the same error, at compile time
+            msg = f"{_exc_line(exc)} (the code is nested too deeply to compile; split it up)"
+            return self._result(False, error=msg, kind="exception", layers=layers)
         except SyntaxError as exc:
             where = f"line {exc.lineno}: " if exc.lineno else ""
             msg = f"{where}SyntaxError: {exc.msg}"
             text = (exc.text or "").rstrip("\n")
-            tb = f"  line {exc.lineno}\n    {text.strip()}\n{msg}" if text else msg
+            # no source line to show (a NUL byte, say): the error alone, not twice
+            tb = f"  line {exc.lineno}\n    {text.strip()}\n{msg}" if text else ""
             return self._result(False, error=msg, kind="exception", tb=tb, layers=layers)
         if self.limits.guard:
             try:
                 guard.check(tree, allowed, self._foreign())
+            except RecursionError as exc:
+                msg = f"{_exc_line(exc)} (the code is nested too deeply to check; split it up)"
+                return self._result(False, error=msg, kind="exception", layers=layers)
             except guard.GuardError as exc:
                 return self._result(
                     False, error=str(exc), kind="forbidden", tb=str(exc), layers=layers

@@ -38,11 +38,22 @@ def main(argv: list[str] | None = None) -> int:
     elif args.file == "-":
         code = sys.stdin.read()
     else:
-        with open(args.file, encoding="utf-8") as f:
-            code = f.read()
-    ev = evaluate(
-        code, timeout=args.timeout, max_memory=args.max_memory * 1024 * 1024, unsafe=args.unsafe
-    )
+        try:
+            with open(args.file, encoding="utf-8") as f:
+                code = f.read()
+        except OSError as exc:
+            parser.error(f"cannot read {args.file}: {exc.strerror or exc}")
+        except UnicodeDecodeError as exc:
+            parser.error(f"{args.file} is not UTF-8 text (byte {exc.start}); save it as UTF-8")
+    try:
+        ev = evaluate(
+            code,
+            timeout=args.timeout,
+            max_memory=args.max_memory * 1024 * 1024,
+            unsafe=args.unsafe,
+        )
+    except ValueError as exc:  # a limit out of range (--timeout nan, --max-memory 0)
+        parser.error(str(exc))
     if args.json:
         out = {
             "ok": ev.ok,
@@ -61,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             if ev.value is not None:
                 print(ev.value_repr)
         else:
-            print(ev.traceback if ev.error_kind == "exception" else ev.error, file=sys.stderr)
+            shown = ev.traceback if ev.error_kind == "exception" else ""
+            print(shown or ev.error, file=sys.stderr)
             print(f"[{ev.error_kind}]", file=sys.stderr)
     return 0 if ev.ok else 1

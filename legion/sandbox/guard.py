@@ -192,12 +192,33 @@ SAFE_DUNDERS = frozenset(
         "__new__",
         "__init_subclass__",
         "__set_name__",
+        "__setattr__",
+        "__delattr__",
+        "__getattr__",
+        "__dict__",
+        "__cause__",
+        "__context__",
+        "__suppress_context__",
+        "__traceback__",
+        "__notes__",
+        "__mro__",
+        "__bases__",
+        "__base__",
+        "__slots__",
     ]
 )
 """Dunder attributes ordinary class code uses (``super().__init__``, ``type(x).__name__``,
-``P.__annotations__``, ``Color.__members__``). ``x.__class__`` is ``type(x)``, an allowed
-builtin, so refusing it would protect nothing; the walks that follow (``__subclasses__``,
-``__globals__``, ``__dict__``, ``__bases__``) stay refused."""
+``P.__annotations__``, ``Color.__members__``, ``object.__setattr__(self, ...)`` in a frozen
+dataclass, ``super().__setattr__`` in one's own ``__setattr__``, ``obj.__dict__``,
+``e.__cause__``, ``B.__mro__``). ``x.__class__`` is ``type(x)``, an allowed builtin, so refusing
+it would protect nothing. The walks that lead out stay refused: ``__subclasses__`` (from
+``object``, which ``__mro__`` and ``__bases__`` reach), ``__globals__``, ``__builtins__``,
+``__code__``, ``__closure__``, ``__getattribute__`` (a ``getattr``), the frame attributes of
+tracebacks and generators (:data:`FRAME_ATTRIBUTES`), and ``__dict__`` of what comes from
+elsewhere (a module's ``__dict__`` holds its private names and real builtins)."""
+
+FOREIGN_DUNDERS = frozenset({"__dict__", "__getattr__"})
+"""Allowed dunders refused on modules, tools and imported objects (as their ``_x`` are)."""
 
 SAFE_DUNDER_NAMES = frozenset({"__name__", "__doc__", "__slots__", "__match_args__", "__all__"})
 """Dunder *names* ordinary code writes (``if __name__ == ...``, ``__slots__ = ...``)."""
@@ -337,14 +358,72 @@ def _root_name(node: ast.expr) -> str | None:
     return node.id if isinstance(node, ast.Name) else None
 
 
+def _star_names(module: str | None) -> list[str]:
+    """The names ``from module import *`` binds (the module's ``__all__`` or its public names);
+    none for a module not loaded here (its import fails at run time)."""
+    loaded = sys.modules.get(module or "")
+    if loaded is None:
+        return []
+    public = getattr(loaded, "__all__", None)
+    if public is None:
+        return [n for n in vars(loaded) if not n.startswith("_")]
+    return [n for n in public if isinstance(n, str)]
+
+
 def _imported_names(tree: ast.AST) -> set[str]:
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(a.asname or a.name.split(".", 1)[0] for a in node.names)
         elif isinstance(node, ast.ImportFrom):
-            names.update(a.asname or a.name for a in node.names)
+            for a in node.names:
+                names.update(_star_names(node.module) if a.name == "*" else [a.asname or a.name])
     return names
+
+
+_IMPORT_ERROR_CATCHERS = frozenset(
+    {"ImportError", "ModuleNotFoundError", "Exception", "BaseException"}
+)
+
+
+def _catches_import_error(handler: ast.ExceptHandler) -> bool:
+    kinds = handler.type
+    if kinds is None:  # a bare except
+        return True
+    names = kinds.elts if isinstance(kinds, ast.Tuple) else [kinds]
+    return any(isinstance(n, ast.Name) and n.id in _IMPORT_ERROR_CATCHERS for n in names)
+
+
+def _fallback_imports(tree: ast.AST) -> set[int]:
+    """The ``id`` of every import run directly in the body of a ``try`` whose handlers catch
+    ImportError (``try: import orjson as json / except ImportError: import json``): those
+    raise ModuleNotFoundError at run time, so the fallback runs, as in CPython."""
+    found: set[int] = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, (ast.Try, ast.TryStar)):
+            continue
+        if not any(_catches_import_error(h) for h in node.handlers):
+            continue
+        todo: list[ast.AST] = list(node.body)
+        while todo:
+            item = todo.pop()
+            if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                continue  # runs later, outside this try
+            if isinstance(item, (ast.Import, ast.ImportFrom)):
+                found.add(id(item))
+            todo.extend(ast.iter_child_nodes(item))
+    return found
+
+
+def _refuse_import(name: str, allowed: tuple[str, ...], node: ast.stmt, fallback: set[int]) -> None:
+    """Refuse an import of a module outside ``allowed`` now, unless a ``try`` around it
+    catches the ModuleNotFoundError the import raises at run time (a hidden helper module,
+    which the sandbox's ``__import__`` would let through, is refused either way)."""
+    if _module_allowed(name, allowed):
+        return
+    if id(node) in fallback and not _module_allowed(name, HIDDEN_MODULES):
+        return
+    raise GuardError(module_unavailable(name, allowed), getattr(node, "lineno", None))
 
 
 def check(
@@ -358,6 +437,7 @@ def check(
     frame/code/traceback introspection. The code's own ``_names`` and ``self._attr`` pass.
     Raises :class:`GuardError`."""
     allowed = tuple(allowed)
+    fallback = _fallback_imports(tree)
     foreign = set(outside) | _imported_names(tree)
     for node in ast.walk(tree):  # aliases: `r = random`, `R = random.Random`
         if isinstance(node, ast.Assign) and _root_name(node.value) in foreign:
@@ -371,7 +451,16 @@ def check(
             if attr.startswith("__") and attr.endswith("__"):
                 if attr not in SAFE_DUNDERS:
                     raise GuardError(
-                        f"dunder attributes are not allowed in the sandbox: .{attr}", line
+                        f"dunder attributes are not allowed in the sandbox: .{attr} (only "
+                        f"the ordinary ones are: __init__, __dict__, __setattr__, __mro__, "
+                        f"__cause__, ...; see docs/sandbox.md)",
+                        line,
+                    )
+                if attr in FOREIGN_DUNDERS and _root_name(node.value) in foreign:
+                    raise GuardError(
+                        f"private attributes of modules and tools are not available in the "
+                        f"sandbox: {_root_name(node.value)}...{attr}",
+                        line,
                     )
             elif attr.startswith("_") and _root_name(node.value) in foreign:
                 raise GuardError(
@@ -387,8 +476,7 @@ def check(
                 )
         elif isinstance(node, ast.Import):
             for alias in node.names:
-                if not _module_allowed(alias.name, allowed):
-                    raise GuardError(module_unavailable(alias.name, allowed), line)
+                _refuse_import(alias.name, allowed, node, fallback)
                 if alias.asname:
                     _check_name(alias.asname, node)
         elif isinstance(node, ast.ImportFrom):
@@ -396,11 +484,10 @@ def check(
                 raise GuardError("relative imports are not available in the sandbox", line)
             if node.module == "__future__":
                 continue
-            if not _module_allowed(node.module, allowed):
-                raise GuardError(module_unavailable(node.module, allowed), line)
+            _refuse_import(node.module, allowed, node, fallback)
             for alias in node.names:
-                if alias.name == "*":
-                    raise GuardError("'from ... import *' is not allowed in the sandbox", line)
+                if alias.name == "*":  # binds public names; a use of a forbidden one
+                    continue  # (codecs' `open`) is refused where the code names it
                 _check_imported_name(alias.name, node)
                 if alias.asname:
                     _check_name(alias.asname, node)

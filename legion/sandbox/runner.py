@@ -528,9 +528,32 @@ async def _serve_call(
             reply = Reply(call.id, False, None, f"{call.tool}.{call.fn} returned {problem}")
     except trio.Cancelled:
         raise
-    except Exception as exc:
-        reply = Reply(call.id, False, None, f"{type(exc).__name__}: {exc}")
+    except BaseException as exc:  # SystemExit (argparse), KeyboardInterrupt...: the model's error
+        if isinstance(exc, BaseExceptionGroup) and exc.subgroup(trio.Cancelled) is not None:
+            raise
+        reply = Reply(call.id, False, None, utf8_safe(describe_exception(exc)))
     await child.send(reply)
+
+
+def describe_exception(exc: BaseException) -> str:
+    """``Type: message`` for a tool's exception, named by its own type even when its
+    ``__str__`` fails."""
+    name = type(exc).__name__
+    try:
+        text = str(exc)
+    except BaseException as inner:  # a broken __str__ must not hide the tool's failure
+        text = f"<its message could not be shown: {type(inner).__name__}>"
+    return f"{name}: {text}" if text else name
+
+
+def utf8_safe(text: str) -> str:
+    """``text`` with lone surrogates (a non-UTF-8 file name, say) escaped as ``\\udcXX``: what
+    crosses the wire must be valid UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def _unsendable(reply: Reply) -> str:
@@ -544,6 +567,13 @@ def _unsendable(reply: Reply) -> str:
         )
     except OverflowError:
         return "an int outside the 64-bit range, which cannot be passed to the sandbox"
+    except UnicodeEncodeError as exc:
+        return (
+            f"a str holding a lone surrogate ({exc.object[exc.start : exc.end]!r} at position "
+            f"{exc.start}; what os.fsdecode or errors='surrogateescape' gives for bytes that are "
+            f"not UTF-8), which cannot be passed to the sandbox; return bytes or decode with "
+            f"errors='replace'"
+        )
     except (TypeError, ValueError, msgspec.EncodeError):
         return (
             f"a value of type {type(reply.value).__name__}, which cannot be passed to the "
@@ -687,7 +717,26 @@ def make_limits(
             f"legion.sandbox: timeout must be a number of seconds > 0 (math.inf: no wall-clock "
             f"limit), not {timeout!r}"
         )
-    cpu = max_cpu if max_cpu is not None else min(timeout + 1, MAX_CPU_SECONDS)
+    if max_cpu is not None and not (
+        isinstance(max_cpu, (int, float)) and not isinstance(max_cpu, bool) and max_cpu > 0
+    ):
+        raise ValueError(
+            f"legion.sandbox: max_cpu must be None (timeout + 1) or a number of CPU seconds > 0, "
+            f"not {max_cpu!r}"
+        )
+    if max_memory is not None and not (
+        isinstance(max_memory, int) and not isinstance(max_memory, bool) and max_memory > 0
+    ):
+        raise ValueError(
+            f"legion.sandbox: max_memory must be None (512 MiB) or an int number of bytes > 0, "
+            f"not {max_memory!r}"
+        )
+    if not (isinstance(max_output, int) and not isinstance(max_output, bool) and max_output > 0):
+        raise ValueError(
+            f"legion.sandbox: max_output must be an int number of characters > 0, "
+            f"not {max_output!r}"
+        )
+    cpu = min(max_cpu if max_cpu is not None else timeout + 1, MAX_CPU_SECONDS)
     return Limits(
         max_memory=max_memory or DEFAULT_MAX_MEMORY,
         max_cpu=max(1, math.ceil(cpu)),
@@ -697,6 +746,16 @@ def make_limits(
         guard=guard,
         break_seccomp=break_seccomp,
     )
+
+
+def check_bindings(bindings: object) -> None:
+    """Refuse anything but None or the ``bindings`` of an earlier :class:`Evaluation`."""
+    if bindings is not None and not isinstance(bindings, Bindings):
+        raise TypeError(
+            f"legion.sandbox: bindings must be None or the .bindings of an earlier Evaluation "
+            f"(a legion.sandbox.Bindings), not {type(bindings).__name__}; to start from plain "
+            f"values, put them in the code or pass them through a tool"
+        )
 
 
 async def evaluate_trio(
@@ -710,6 +769,7 @@ async def evaluate_trio(
 ) -> Evaluation:
     """One evaluation in a fresh child (the default, fork-per-evaluation mode). ``modules`` is
     the allowlist (from :func:`legion.sandbox.guard.allowlist`; empty: the default one)."""
+    check_bindings(bindings)
     if ZYGOTE.ready is None or ZYGOTE.pid is None:
         await trio.to_thread.run_sync(ZYGOTE.ensure)
     started = time.perf_counter()

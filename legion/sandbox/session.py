@@ -44,6 +44,7 @@ class Session:
     ) -> None:
         from .guard import allowlist
 
+        runner.check_bindings(bindings)
         self._tools = proxy.resolve_tools(tools)
         self._modules = allowlist(modules) if modules else ()
         self._limits = runner.make_limits(

@@ -24,6 +24,14 @@ class AwkwardTool(legion.Tool):
             value = [value]
         return value
 
+    def exits(self) -> None:
+        """Exits as argparse does on bad input."""
+        raise SystemExit(2)
+
+    def interrupted(self) -> None:
+        """Raises KeyboardInterrupt, as a library might."""
+        raise KeyboardInterrupt
+
 
 class SandboxAgent(legion.Agent):
     """Runs code in the sandbox for the sandbox tests."""

@@ -21,6 +21,8 @@ DEEP = "w = []\nfor _ in range(985):\n    w = [w]\n"
         ("AwkwardTool.deep()", "AwkwardTool.deep returned a value nested too deeply"),
         ("10 ** 5000", "the value of the last expression cannot be shown: ValueError"),
         ("AwkwardTool.helper()", "tool AwkwardTool has no function 'helper' (only methods"),
+        ("AwkwardTool.exits()", "ToolError: SystemExit: 2"),
+        ("AwkwardTool.interrupted()", "ToolError: KeyboardInterrupt"),
     ],
 )
 def test_a_bad_value_is_fed_back_and_the_agent_lives_on(code: str, message: str) -> None:

@@ -334,3 +334,68 @@ def test_a_definition_made_inside_a_block_is_dropped_never_re_run_stale(rebind: 
     assert "top-level def, class or assignment" in second.dropped_reasons["f"]
     ev = evaluate("f()", bindings=second.bindings)
     assert ev.error_kind == "exception" and "NameError" in ev.error
+
+
+def test_bound_methods_are_kept_and_bound_again() -> None:
+    first = evaluate(
+        "class Sorter:\n    def __init__(self, field): self.field = field\n"
+        "    def key(self, row): return row[self.field]\n"
+        "    @classmethod\n    def make(cls): return cls('age')\n"
+        "by_age = Sorter('age').key\nmake = Sorter.make\n"
+        "import re\nfind = re.compile('a+').search\nfromkeys = dict.fromkeys"
+    )
+    assert first.ok and first.dropped_reasons == {}, first.dropped_reasons
+    assert {"by_age", "make", "find", "fromkeys"} <= set(first.variables)
+    second = evaluate(
+        "rows = sorted([{'age': 3}, {'age': 1}], key=by_age)\n"
+        "(rows, make().field, find('baaa').group(), fromkeys('ab'))",
+        bindings=first.bindings,
+    )
+    assert second.ok, second.error
+    assert second.value == [[{"age": 1}, {"age": 3}], "age", "aaa", {"a": None, "b": None}]
+
+
+def test_a_value_needing_a_dropped_class_is_dropped_at_save_with_the_reason() -> None:
+    class Api:
+        def rate(self) -> int:
+            return 5
+
+    code = "class Pricer:\n    def __init__(self, r=Api.rate()): self.r = r\np = Pricer()\nps = [p]"
+    first = evaluate(code, tools={"Api": Api()})
+    assert first.ok and "p" not in first.variables and "ps" not in first.variables
+    assert first.dropped_reasons["p"].startswith("a Pricer that needs Pricer, which is not kept")
+    assert "would call a tool again" in first.dropped_reasons["p"]
+    assert first.bindings is not None and "p" not in first.bindings.names
+
+
+def test_functions_defined_in_a_loop_are_kept_by_value_in_their_list() -> None:
+    first = evaluate("fs = []\nfor i in range(3):\n    def g(i=i): return i * i\n    fs.append(g)")
+    assert first.ok and "fs" in first.variables and "g" in first.dropped_reasons
+    assert evaluate("[f() for f in fs]", bindings=first.bindings).value == [0, 1, 4]
+
+
+def test_what_the_restore_would_refuse_is_dropped_at_save() -> None:
+    first = evaluate("f = print\nkept = 1")  # the sandbox's print is its own, not restorable
+    assert first.ok and set(first.variables) == {"kept"}
+    assert "cannot be saved" in first.dropped_reasons["f"]
+    assert first.bindings is not None and first.bindings.names == ("kept",)
+
+
+def test_a_definition_needing_a_dropped_one_is_dropped_at_save_with_the_reason() -> None:
+    first = evaluate(
+        "if True:\n    class Base:\n        x = 1\n"
+        "class Child(Base):\n    pass\nc = Child()\n"
+        "for _ in range(1):\n    def deco(f): return f\n"
+        "@deco\ndef h(): return 1\n"
+        "def later(): return Base\n"  # its body reads Base only when called: kept
+        "import math\nclass M:\n    v = math.pi\n"
+    )
+    assert first.ok
+    reasons = first.dropped_reasons
+    assert reasons["Child"].startswith("class Child that needs Base, which is not kept (class")
+    assert reasons["c"] == "a Child that needs Child, which is not kept (see Child)"
+    assert reasons["h"].startswith("a function that needs deco, which is not kept")
+    assert {"later", "M", "math"} <= set(first.variables)
+    assert not {"Child", "c", "h"} & set(first.variables)
+    second = evaluate("(later.__name__, round(M.v, 2))", bindings=first.bindings)
+    assert second.ok and second.value == ["later", 3.14] and second.dropped_reasons == {}

@@ -45,3 +45,30 @@ def test_python_m_legion_sandbox_works() -> None:
         check=False,
     )
     assert proc.returncode == 0 and proc.stdout == "2\n"
+
+
+def test_cli_unreadable_files_and_bad_limits_are_one_line_usage_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    latin = tmp_path / "latin.py"
+    latin.write_bytes(b"\xff\xfe bad")
+    for argv, said in [
+        ([str(tmp_path / "missing.py")], "cannot read"),
+        ([str(latin)], "is not UTF-8 text"),
+        (["-c", "1", "--timeout", "nan"], "timeout must be"),
+        (["-c", "1", "--max-memory", "0"], "max_memory must be"),
+    ]:
+        with pytest.raises(SystemExit) as exited:
+            main(argv)
+        err = capsys.readouterr().err
+        assert exited.value.code == 2 and said in err and "Traceback" not in err
+
+
+def test_cli_timeout_inf_runs_without_a_limit(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["-c", "6 * 7", "--timeout", "inf"]) == 0
+    assert capsys.readouterr().out == "42\n"
+
+
+def test_cli_a_syntax_error_without_a_line_is_printed(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["-c", "1\x00"]) == 1
+    assert "SyntaxError" in capsys.readouterr().err

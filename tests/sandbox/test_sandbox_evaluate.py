@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import math
+from typing import Any
 
 import pytest
 
@@ -136,3 +138,50 @@ async def test_concurrent_evaluations_under_trio() -> None:
         for i in range(8):
             nursery.start_soon(one, i)
     assert sorted(results) == [i * 2 for i in range(8)]
+
+
+SURROGATE = "name = b'caf\\xe9'.decode('utf-8', 'surrogateescape')\n"
+
+
+def test_text_with_a_lone_surrogate_is_shown_escaped_like_cpython() -> None:
+    ev = evaluate(SURROGATE + "raise ValueError(f'bad name {name}')")
+    assert ev.error_kind == "exception" and ev.error == "line 2: ValueError: bad name caf\\udce9"
+    printed = evaluate(SURROGATE + "print(name)\nname")
+    assert printed.ok and printed.stdout == "caf\\udce9\n" and printed.value_repr == "'caf\\udce9'"
+
+
+def test_code_too_deeply_nested_to_compile_is_an_ordinary_exception() -> None:
+    ev = evaluate("1" + "+1" * 200_000, timeout=10)
+    assert ev.error_kind == "exception" and "RecursionError" in ev.error
+    assert "nested too deeply to compile" in ev.error
+
+
+def test_a_nul_byte_in_the_code_is_one_syntax_error_shown_once() -> None:
+    ev = evaluate("1\x00")
+    assert ev.error_kind == "exception" and "SyntaxError" in ev.error
+    assert "SyntaxError" not in ev.traceback
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"max_cpu": math.nan}, "max_cpu"),
+        ({"max_cpu": 0}, "max_cpu"),
+        ({"max_memory": -1}, "max_memory"),
+        ({"max_memory": 1.5}, "max_memory"),
+        ({"max_output": math.inf}, "max_output"),
+        ({"max_output": 0}, "max_output"),
+    ],
+)
+def test_limits_out_of_range_are_a_clear_value_error(kwargs: dict[str, Any], named: str) -> None:
+    with pytest.raises(ValueError, match=f"legion.sandbox: {named} must be"):
+        evaluate("1", **kwargs)
+
+
+def test_a_huge_max_cpu_is_capped_not_an_overflow() -> None:
+    assert evaluate("1", max_cpu=1e300).value == 1
+
+
+def test_bindings_that_are_not_bindings_are_a_clear_type_error() -> None:
+    with pytest.raises(TypeError, match=r"bindings must be None or the \.bindings of an earlier"):
+        evaluate("x", bindings={"x": 1})  # type: ignore[arg-type]

@@ -73,7 +73,7 @@ def test_ordinary_python_runs_as_under_cpython(code: str) -> None:
 @pytest.mark.parametrize(
     ("code", "message"),
     [
-        ("x = 1\nx.__class__.__base__", "line 2: dunder attributes are not allowed in the"),
+        ("x = 1\nx.__class__.__base__.__subclasses__()", "line 2: dunder attributes are not"),
         ("import random\nrandom._inst", "line 2: private attributes of modules and tools"),
         ("import random\nr = random\nr._os", "line 3: private attributes of modules and tools"),
         ("__builtins__", "line 1: dunder names are not allowed in the sandbox: __builtins__"),

@@ -89,3 +89,10 @@ def test_a_session_restarts_from_its_snapshot_with_classes_and_closures() -> Non
         ev = s.evaluate("(mode.name, triple(14))")
         assert ev.ok and ev.value == ["ON", 42], ev.error
         assert s.restarts == 2
+
+
+def test_a_session_refuses_bindings_and_limits_it_cannot_use_at_once() -> None:
+    with pytest.raises(TypeError, match="bindings must be None or the"):
+        Session(bindings=b"x = 1")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_cpu must be"):
+        Session(max_cpu=float("nan"))

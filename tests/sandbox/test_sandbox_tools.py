@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math as host_math
+import sys
 
 import pytest
 import trio
@@ -244,3 +245,60 @@ def test_where_the_recursion_limit_does_not_bound_c_code_the_value_is_walked(
     for levels in (250, 251, 100_000):
         with pytest.raises(RecursionError):
             protocol.encode_bounded(protocol.Call(1, "T", "f", [nested(levels)], {}))
+
+
+class Unruly:
+    """Tools that fail the ways libraries do: sys.exit, Ctrl-C, broken messages, bad names."""
+
+    def parse(self, text: str) -> str:
+        sys.exit(2)  # what argparse does on bad input
+
+    def interrupt(self) -> None:
+        raise KeyboardInterrupt
+
+    def other(self) -> None:
+        raise GeneratorExit("stop")
+
+    def surrogate(self) -> None:
+        name = b"caf\xe9".decode("utf-8", "surrogateescape")
+        raise FileNotFoundError(f"no such file: {name}")
+
+    def unprintable(self) -> None:
+        class BrokenError(Exception):
+            def __str__(self) -> str:
+                raise RuntimeError("no")
+
+        raise BrokenError
+
+    def name(self) -> str:
+        return b"caf\xe9.txt".decode("utf-8", "surrogateescape")
+
+
+@pytest.mark.parametrize(
+    ("call", "expected"),
+    [
+        ("parse('--n x')", "ToolError: SystemExit: 2"),
+        ("interrupt()", "ToolError: KeyboardInterrupt"),
+        ("other()", "ToolError: GeneratorExit: stop"),
+        ("surrogate()", "ToolError: FileNotFoundError: no such file: caf\\udce9"),
+        ("unprintable()", "ToolError: BrokenError: <its message could not be shown"),
+    ],
+)
+def test_any_tool_exception_is_a_tool_error_the_code_can_catch(call: str, expected: str) -> None:
+    ev = evaluate(f"Unruly.{call}", tools=[Unruly])
+    assert ev.error_kind == "exception" and expected in ev.error, ev.error
+    caught = evaluate(
+        f"try:\n    Unruly.{call}\nexcept ToolError:\n    r = 'on'\nr", tools=[Unruly]
+    )
+    assert caught.ok and caught.value == "on"
+
+
+def test_a_tool_str_with_a_lone_surrogate_is_named_as_such() -> None:
+    ev = evaluate("Unruly.name()", tools=[Unruly])
+    assert "a str holding a lone surrogate ('\\udce9' at position 3" in ev.error, ev.error
+    assert "value of type str" not in ev.error
+
+
+def test_a_tool_cancelled_by_the_timeout_is_still_a_timeout() -> None:
+    ev = evaluate("Slow.wait(30)", tools=[Slow], timeout=0.5)
+    assert ev.error_kind == "timeout"
