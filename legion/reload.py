@@ -43,7 +43,8 @@ __all__ = ["ReloadError", "ReloadResult", "areload", "reload"]
 
 
 class ReloadError(LegionError):
-    """A changed module cannot be compiled or executed; the old code keeps running."""
+    """A module cannot be reloaded (it cannot be compiled or executed, or it is not the
+    application's own); the old code keeps running."""
 
     def __init__(self, module: str, detail: str) -> None:
         super().__init__(f"cannot reload {module}: {detail}; the old code keeps running")
@@ -67,15 +68,70 @@ class ReloadResult:
     supervisor starts them again, from the zygote, on the new code."""
 
 
-def _source(name: str) -> str:
+def _origin(name: str) -> Any:
+    """Where the module `name` was (or would be) loaded from: a path, or None for a built-in;
+    `ReloadError` when there is no such module."""
     module = sys.modules.get(name)
-    path = getattr(module, "__file__", None) if module is not None else None
-    if path is None:
+    if module is not None:
+        return getattr(module, "__file__", None)
+    try:
         spec = importlib.util.find_spec(name)
-        path = spec.origin if spec is not None else None
+    except (ImportError, ValueError) as exc:  # its parent package is missing, say
+        raise ReloadError(name, f"no such module ({type(exc).__name__}: {exc})") from None
+    if spec is None:
+        raise ReloadError(name, "no such module: it is neither imported nor importable")
+    return spec.origin
+
+
+def _source(name: str) -> str:
+    """The source file of the module `name`, or `ReloadError` saying why there is none."""
+    path = _origin(name)
     if not isinstance(path, str) or not path.endswith(".py"):
         raise ReloadError(name, "no Python source file")
     return path
+
+
+def _names(modules: Any) -> list[str]:
+    """The module names given to `reload`, or `TypeError` naming the first that is no name."""
+    rule = "modules are named by str, a dotted module name such as 'my_tools' or '__main__'"
+    if isinstance(modules, str):
+        return [modules]
+    try:
+        names = list(modules)
+    except TypeError:
+        raise TypeError(
+            f"legion.reload: {rule}, or an iterable of them; not {type(modules).__name__} "
+            f"{modules!r}"
+        ) from None
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"legion.reload: {rule}; not {type(name).__name__} {name!r}")
+    return names
+
+
+def _refuse_libraries(names: list[str]) -> None:
+    """`ReloadError` naming every module that is not the application's, before anything runs.
+
+    Re-running a library's top level under a live program would replace its objects
+    (`os.environ`, a registry, a lock) while every other module still holds the old ones, and
+    Legion's own modules run the node that carries out the reload."""
+    from .supervisor import codeload
+
+    refused = {}
+    for name in names:
+        if name == "__main__":  # the application's script, whatever its file is called
+            continue
+        why = codeload.not_application(name, _origin(name))
+        if why is not None:
+            refused[name] = why
+    if refused:
+        raise ReloadError(
+            ", ".join(refused),
+            "; ".join(f"{name} is {why}" for name, why in refused.items())
+            + ". Only the application's own modules are reloaded (never Legion, the standard "
+            "library or installed packages): leave those out, or restart the program to update "
+            "them",
+        )
 
 
 def _check(modules: list[str]) -> None:
@@ -127,7 +183,7 @@ class _Busy:
     reason: str
 
 
-def _busy(module: str, qualname: str, timeout: float) -> _Busy:
+def _busy(module: str, qualname: str, timeout: float | None) -> _Busy:
     """Why a process did not answer in time, as far as this application can tell its kind."""
     from .supervisor.server import Server
 
@@ -175,7 +231,9 @@ def _outcome(result: ReloadResult, pid: Pid, reply: Any, supervised: list[Any]) 
         result.restarted.append(pid)
 
 
-def reload(modules: Iterable[str] | str, extra: Any = None, timeout: float = 30.0) -> ReloadResult:
+def reload(
+    modules: Iterable[str] | str, extra: Any = None, timeout: float | None = 30.0
+) -> ReloadResult:
     """Reload `modules` (names) in the running node; see the module docstring.
 
     `extra` is passed to the `code_change` of servers whose own module changed. Every live
@@ -184,6 +242,7 @@ def reload(modules: Iterable[str] | str, extra: Any = None, timeout: float = 30.
     calling process loads the modules itself (step 2)."""
     from .supervisor.endpoint import _deadline
 
+    timeout = api.check_timeout(timeout, "legion.reload")
     names, start, result = _begin(modules)
     plan = _Plan(names, extra)
     endpoint = api._endpoint()
@@ -208,7 +267,7 @@ def reload(modules: Iterable[str] | str, extra: Any = None, timeout: float = 30.
     return _end(result, start)
 
 
-def _failure(exc: Exception, module: str, qualname: str, timeout: float) -> Any:
+def _failure(exc: Exception, module: str, qualname: str, timeout: float | None) -> Any:
     """Why a process did not answer: busy past the timeout (`_busy`), or the call's failure
     (it died meanwhile, say)."""
     from .supervisor.errors import CallTimeout
@@ -219,9 +278,12 @@ def _failure(exc: Exception, module: str, qualname: str, timeout: float) -> Any:
 
 
 def _begin(modules: Iterable[str] | str) -> tuple[list[str], float, ReloadResult]:
-    names = [modules] if isinstance(modules, str) else list(modules)
+    """Check the names, then compile and load the modules here (`_check`); any failure raises
+    before a process is asked."""
+    names = _names(modules)
     start = time.perf_counter()
     try:
+        _refuse_libraries(names)
         _check(names)
     except ReloadError as exc:
         telemetry.emit(
@@ -248,9 +310,10 @@ def _end(result: ReloadResult, start: float) -> ReloadResult:
 
 
 async def areload(
-    modules: Iterable[str] | str, extra: Any = None, timeout: float = 30.0
+    modules: Iterable[str] | str, extra: Any = None, timeout: float | None = 30.0
 ) -> ReloadResult:
     """`reload` for async code: every live process is asked at once."""
+    timeout = api.check_timeout(timeout, "legion.reload")
     names, start, result = _begin(modules)
     plan = _Plan(names, extra)
     endpoint = api._endpoint()
@@ -379,14 +442,20 @@ def _notify_fds() -> set[str]:
 
 
 def modules_of(paths: Iterable[str]) -> list[str]:
-    """The imported modules whose source file is one of `paths` (`__main__` for the script)."""
+    """The imported application modules whose source file is one of `paths` (`__main__` for
+    the script); a library saved under a watched folder (a virtualenv in the project, say) is
+    not one, since `reload` refuses it."""
     import os
+
+    from .supervisor import codeload
 
     wanted = {os.path.realpath(p) for p in paths}
     found = []
     for name, module in list(sys.modules.items()):
         file = getattr(module, "__file__", None)
-        if file and name != "__mp_main__" and os.path.realpath(file) in wanted:
+        if not file or name == "__mp_main__" or os.path.realpath(file) not in wanted:
+            continue
+        if name == "__main__" or codeload.is_application(module):
             found.append(name)
     return sorted(found)
 
