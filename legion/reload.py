@@ -28,6 +28,7 @@ A `legion.telemetry.RELOAD` event reports which modules changed and which proces
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 import time
 from collections.abc import Iterable
@@ -46,10 +47,20 @@ class ReloadError(LegionError):
     """A module cannot be reloaded (it cannot be compiled or executed, or it is not the
     application's own); the old code keeps running."""
 
-    def __init__(self, module: str, detail: str) -> None:
-        super().__init__(f"cannot reload {module}: {detail}; the old code keeps running")
+    def __init__(self, module: str, detail: str, location: str | None = None) -> None:
+        at = f" (at {location})" if location else ""
+        super().__init__(f"cannot reload {module}: {detail}{at}; the old code keeps running")
         self.module = module
         self.detail = detail
+        self.location = location
+        """`path:line` of the failure in the application's source, when there is one."""
+
+    def line(self) -> str:
+        """The error as one line for a person watching `legion dev`: `path:line: detail` (the
+        form editors and terminals link to the source), then what keeps running."""
+        if self.location is None:
+            return f"legion: {self}"
+        return f"legion: {self.location}: {self.detail}; {self.module} keeps its old code"
 
 
 @dataclass
@@ -147,13 +158,35 @@ def _check(modules: list[str]) -> None:
             with open(path, encoding="utf-8") as f:
                 compile(f.read(), path, "exec", dont_inherit=True)
         except SyntaxError as exc:
-            raise ReloadError(name, f"SyntaxError: {exc.msg} ({path}, line {exc.lineno})") from exc
+            where = f"{exc.filename or path}:{exc.lineno}"
+            raise ReloadError(name, f"{type(exc).__name__}: {exc.msg}", where) from exc
         except (OSError, ValueError) as exc:
             raise ReloadError(name, f"{type(exc).__name__}: {exc}") from exc
     try:
         codeload.load(m for m in modules if m != "__main__")
     except codeload.LoadError as exc:
-        raise ReloadError(exc.module, exc.detail) from exc
+        raise ReloadError(exc.module, exc.detail, _where(exc.__cause__)) from exc
+
+
+def _where(exc: BaseException | None) -> str | None:
+    """`path:line` of the deepest frame of `exc` in the application's code (the module's top
+    level that raised, or a function it called), None when there is none."""
+    import traceback
+
+    from .supervisor import codeload
+
+    if exc is None:
+        return None
+    if isinstance(exc, SyntaxError) and exc.filename and exc.lineno:  # one the module compiles
+        return f"{exc.filename}:{exc.lineno}"
+    legion_dir = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    ours = [
+        f
+        for f in traceback.extract_tb(exc.__traceback__)
+        if not f.filename.startswith(legion_dir)
+        and codeload.not_application("", f.filename) is None
+    ]
+    return f"{ours[-1].filename}:{ours[-1].lineno}" if ours else None
 
 
 class _Plan:
@@ -403,7 +436,7 @@ class Watcher:
             try:
                 result = reload(names)
             except ReloadError as exc:
-                log.error("%s", exc)
+                log.error("%s", exc.line())  # one line, whatever the logging set-up
                 continue
             except Exception:
                 log.exception("reload of %s failed", ", ".join(names))
@@ -429,8 +462,6 @@ def summary(result: ReloadResult) -> str:
 
 
 def _notify_fds() -> set[str]:
-    import os
-
     fds = set()
     for fd in os.listdir("/proc/self/fd"):
         try:
@@ -445,8 +476,6 @@ def modules_of(paths: Iterable[str]) -> list[str]:
     """The imported application modules whose source file is one of `paths` (`__main__` for
     the script); a library saved under a watched folder (a virtualenv in the project, say) is
     not one, since `reload` refuses it."""
-    import os
-
     from .supervisor import codeload
 
     wanted = {os.path.realpath(p) for p in paths}
@@ -466,8 +495,6 @@ _watcher: Watcher | None = None
 def watch(paths: Iterable[str] | None = None) -> Watcher:
     """Start reloading on save: watch `paths` (default: the current directory) for edits to the
     modules this application imported. Returns the `Watcher`; a second call replaces the first."""
-    import os
-
     global _watcher
     if _watcher is not None:
         _watcher.stop()

@@ -103,8 +103,16 @@ def test_a_syntax_error_is_reported_and_the_old_code_keeps_running(
         "reload-test", [legion.telemetry.RELOAD], lambda e, m, meta, c: events.append(meta)
     )
     _write(d / f"{name}.py", "this is not python(")
-    with pytest.raises(legion.ReloadError, match=rf"{name}.*SyntaxError.*line 1"):
+    with pytest.raises(legion.ReloadError) as caught:
         legion.reload([name])
+    path = d / f"{name}.py"
+    assert str(caught.value) == (
+        f"cannot reload {name}: SyntaxError: '(' was never closed (at {path}:1); the old code "
+        "keeps running"
+    )
+    assert caught.value.line() == (  # what `legion dev` prints: one line, file:line first
+        f"legion: {path}:1: SyntaxError: '(' was never closed; {name} keeps its old code"
+    )
     assert legion.call(pid, "x") == ["v1", 1]
     fresh = legion.start(module.Counter)
     assert legion.call(fresh, "x") == ["v1", 1]
@@ -307,3 +315,17 @@ def test_the_watcher_never_maps_a_saved_library_file_to_a_reload() -> None:
     from legion.reload import modules_of
 
     assert modules_of([os.__file__, json.__file__, legion.__file__]) == []
+
+
+def test_a_module_that_raises_is_named_at_its_line(mods: tuple[str, Path]) -> None:
+    tag, d = mods
+    name = f"counter_{tag}"
+    _write(d / f"{name}.py", SERVER.format(vsn=1))
+    importlib.import_module(name)
+    _write(d / f"{name}.py", "import legion\n\nx = 1 / 0\n")
+    with pytest.raises(legion.ReloadError) as caught:
+        legion.reload([name])
+    assert caught.value.location == f"{d / name}.py:3"
+    assert caught.value.line() == (
+        f"legion: {d / name}.py:3: ZeroDivisionError: division by zero; {name} keeps its old code"
+    )
