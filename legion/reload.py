@@ -1,7 +1,9 @@
 """Hot code reload: `legion.reload(modules)` swaps new code into a running node.
 
-1. Each module's source is compiled first: a syntax error stops the reload before anything
-   changes (`ReloadError`), and the old code keeps running everywhere.
+1. Each name is checked first: a module that is not the application's own (Legion, the
+   standard library, an installed package) is refused by name (`ReloadError`), and each
+   module's source is compiled: a syntax error stops the reload before anything changes
+   (`ReloadError`, with its `path:line`), and the old code keeps running everywhere.
 2. The modules are re-executed in this process, and the classes and functions they define are
    patched in place (`legion.supervisor.codeload`): every reference to them (`from my_tools
    import MyTool` in another module, a `tools = [MyTool]` list, live instances) sees the new
