@@ -79,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         folder = os.path.dirname(os.path.abspath(args.script))
         sys.path.insert(0, folder)
         sys.argv = [args.script, *args.args]
+        # the watcher reports a module that fails to load, in one line; the zygote (started
+        # later, it inherits this) then keeps quiet about the same failure at its next fork
+        os.environ["LEGION_DEV"] = "1"
         legion.configure(reload=True)  # watches the current directory
         cwd = os.getcwd()
         if folder != cwd and not folder.startswith(cwd + os.sep):

@@ -33,6 +33,7 @@ from typing import Any
 from legion.errors import LegionError
 
 __all__ = [
+    "COMMON_PROVIDERS",
     "MAX_REPLY_DEPTH",
     "LLMError",
     "ModelFatal",
@@ -42,6 +43,7 @@ __all__ = [
     "classify",
     "generate_object",
     "parse_object",
+    "provider_of",
     "to_litellm",
 ]
 
@@ -99,6 +101,67 @@ def to_litellm(model: str) -> str:
     if sep and "/" not in head and _PROVIDER.match(head):
         return f"{head}/{rest}"
     return model
+
+
+COMMON_PROVIDERS = frozenset(
+    {
+        "openai", "anthropic", "gemini", "vertex_ai", "azure", "bedrock", "mistral", "groq",
+        "deepseek", "openrouter", "xai", "cohere", "together_ai", "fireworks_ai", "perplexity",
+        "huggingface", "cerebras", "ollama", "ollama_chat", "lm_studio", "vllm", "hosted_vllm",
+    }
+)  # fmt: skip
+"""Providers litellm knows, recognised without importing litellm (which costs seconds)."""
+
+
+def provider_of(model: str, options: Mapping[str, Any] | None = None) -> str:
+    """The litellm provider that `model` routes to, or `ConfigError` naming the model string,
+    what is wrong with it and how to write it.
+
+    A `provider:model` (or `provider/model`) string whose provider is one of
+    `COMMON_PROVIDERS` is answered at once; anything else (a bare model name such as
+    `gpt-4o-mini`, a rarer provider, a typo) is asked of litellm, which is imported for it.
+    `options` are the agent's `llm_options`: a `custom_llm_provider` or `api_base` there
+    routes a model string that names no provider itself."""
+    from legion.config import ConfigError
+
+    name = to_litellm(model)
+    head, sep, rest = name.partition("/")
+    if sep and not rest.strip():
+        raise ConfigError(
+            f"model {model!r} names the provider {head!r} but no model after it; write "
+            f"provider:model, e.g. '{head}:<model name>'"
+        )
+    if sep and head in COMMON_PROVIDERS:
+        return head
+    litellm = _import_litellm()
+    options = options or {}
+    try:
+        _, provider, _, _ = litellm.get_llm_provider(
+            name,
+            custom_llm_provider=options.get("custom_llm_provider"),
+            api_base=options.get("api_base"),
+        )
+    except Exception:  # litellm says "LLM Provider NOT provided" as one of several types
+        known = sorted(str(getattr(p, "value", p)) for p in litellm.provider_list)
+        raise ConfigError(_unknown_provider(model, head if sep else None, known)) from None
+    return str(provider)
+
+
+def _unknown_provider(model: str, head: str | None, known: list[str]) -> str:
+    import difflib
+
+    examples = "openai, anthropic, gemini, mistral, groq, ollama, openrouter"
+    if head is None:
+        what = f"model {model!r} names no provider litellm knows"
+        guess = difflib.get_close_matches(model, known, n=1)
+    else:
+        what = f"unknown provider {head!r} in model {model!r}"
+        guess = difflib.get_close_matches(head, known, n=1)
+    hint = f" (did you mean {guess[0]!r}?)" if guess else ""
+    return (
+        f"{what}{hint}; write provider:model, e.g. 'openai:gpt-4o-mini' (providers include "
+        f"{examples}; {len(known)} in all: https://docs.litellm.ai/docs/providers)"
+    )
 
 
 async def generate_object(

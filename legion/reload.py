@@ -1,7 +1,9 @@
 """Hot code reload: `legion.reload(modules)` swaps new code into a running node.
 
-1. Each module's source is compiled first: a syntax error stops the reload before anything
-   changes (`ReloadError`), and the old code keeps running everywhere.
+1. Each name is checked first: a module that is not the application's own (Legion, the
+   standard library, an installed package) is refused by name (`ReloadError`), and each
+   module's source is compiled: a syntax error stops the reload before anything changes
+   (`ReloadError`, with its `path:line`), and the old code keeps running everywhere.
 2. The modules are re-executed in this process, and the classes and functions they define are
    patched in place (`legion.supervisor.codeload`): every reference to them (`from my_tools
    import MyTool` in another module, a `tools = [MyTool]` list, live instances) sees the new
@@ -28,6 +30,7 @@ A `legion.telemetry.RELOAD` event reports which modules changed and which proces
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 import time
 from collections.abc import Iterable
@@ -43,12 +46,23 @@ __all__ = ["ReloadError", "ReloadResult", "areload", "reload"]
 
 
 class ReloadError(LegionError):
-    """A changed module cannot be compiled or executed; the old code keeps running."""
+    """A module cannot be reloaded (it cannot be compiled or executed, or it is not the
+    application's own); the old code keeps running."""
 
-    def __init__(self, module: str, detail: str) -> None:
-        super().__init__(f"cannot reload {module}: {detail}; the old code keeps running")
+    def __init__(self, module: str, detail: str, location: str | None = None) -> None:
+        at = f" (at {location})" if location else ""
+        super().__init__(f"cannot reload {module}: {detail}{at}; the old code keeps running")
         self.module = module
         self.detail = detail
+        self.location = location
+        """`path:line` of the failure in the application's source, when there is one."""
+
+    def line(self) -> str:
+        """The error as one line for a person watching `legion dev`: `path:line: detail` (the
+        form editors and terminals link to the source), then what keeps running."""
+        if self.location is None:
+            return f"legion: {self}"
+        return f"legion: {self.location}: {self.detail}; {self.module} keeps its old code"
 
 
 @dataclass
@@ -67,15 +81,70 @@ class ReloadResult:
     supervisor starts them again, from the zygote, on the new code."""
 
 
-def _source(name: str) -> str:
+def _origin(name: str) -> Any:
+    """Where the module `name` was (or would be) loaded from: a path, or None for a built-in;
+    `ReloadError` when there is no such module."""
     module = sys.modules.get(name)
-    path = getattr(module, "__file__", None) if module is not None else None
-    if path is None:
+    if module is not None:
+        return getattr(module, "__file__", None)
+    try:
         spec = importlib.util.find_spec(name)
-        path = spec.origin if spec is not None else None
+    except (ImportError, ValueError) as exc:  # its parent package is missing, say
+        raise ReloadError(name, f"no such module ({type(exc).__name__}: {exc})") from None
+    if spec is None:
+        raise ReloadError(name, "no such module: it is neither imported nor importable")
+    return spec.origin
+
+
+def _source(name: str) -> str:
+    """The source file of the module `name`, or `ReloadError` saying why there is none."""
+    path = _origin(name)
     if not isinstance(path, str) or not path.endswith(".py"):
         raise ReloadError(name, "no Python source file")
     return path
+
+
+def _names(modules: Any) -> list[str]:
+    """The module names given to `reload`, or `TypeError` naming the first that is no name."""
+    rule = "modules are named by str, a dotted module name such as 'my_tools' or '__main__'"
+    if isinstance(modules, str):
+        return [modules]
+    try:
+        names = list(modules)
+    except TypeError:
+        raise TypeError(
+            f"legion.reload: {rule}, or an iterable of them; not {type(modules).__name__} "
+            f"{modules!r}"
+        ) from None
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"legion.reload: {rule}; not {type(name).__name__} {name!r}")
+    return names
+
+
+def _refuse_libraries(names: list[str]) -> None:
+    """`ReloadError` naming every module that is not the application's, before anything runs.
+
+    Re-running a library's top level under a live program would replace its objects
+    (`os.environ`, a registry, a lock) while every other module still holds the old ones, and
+    Legion's own modules run the node that carries out the reload."""
+    from .supervisor import codeload
+
+    refused = {}
+    for name in names:
+        if name == "__main__":  # the application's script, whatever its file is called
+            continue
+        why = codeload.not_application(name, _origin(name))
+        if why is not None:
+            refused[name] = why
+    if refused:
+        raise ReloadError(
+            ", ".join(refused),
+            "; ".join(f"{name} is {why}" for name, why in refused.items())
+            + ". Only the application's own modules are reloaded (never Legion, the standard "
+            "library or installed packages): leave those out, or restart the program to update "
+            "them",
+        )
 
 
 def _check(modules: list[str]) -> None:
@@ -91,13 +160,35 @@ def _check(modules: list[str]) -> None:
             with open(path, encoding="utf-8") as f:
                 compile(f.read(), path, "exec", dont_inherit=True)
         except SyntaxError as exc:
-            raise ReloadError(name, f"SyntaxError: {exc.msg} ({path}, line {exc.lineno})") from exc
+            where = f"{exc.filename or path}:{exc.lineno}"
+            raise ReloadError(name, f"{type(exc).__name__}: {exc.msg}", where) from exc
         except (OSError, ValueError) as exc:
             raise ReloadError(name, f"{type(exc).__name__}: {exc}") from exc
     try:
         codeload.load(m for m in modules if m != "__main__")
     except codeload.LoadError as exc:
-        raise ReloadError(exc.module, exc.detail) from exc
+        raise ReloadError(exc.module, exc.detail, _where(exc.__cause__)) from exc
+
+
+def _where(exc: BaseException | None) -> str | None:
+    """`path:line` of the deepest frame of `exc` in the application's code (the module's top
+    level that raised, or a function it called), None when there is none."""
+    import traceback
+
+    from .supervisor import codeload
+
+    if exc is None:
+        return None
+    if isinstance(exc, SyntaxError) and exc.filename and exc.lineno:  # one the module compiles
+        return f"{exc.filename}:{exc.lineno}"
+    legion_dir = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    ours = [
+        f
+        for f in traceback.extract_tb(exc.__traceback__)
+        if not f.filename.startswith(legion_dir)
+        and codeload.not_application("", f.filename) is None
+    ]
+    return f"{ours[-1].filename}:{ours[-1].lineno}" if ours else None
 
 
 class _Plan:
@@ -127,7 +218,7 @@ class _Busy:
     reason: str
 
 
-def _busy(module: str, qualname: str, timeout: float) -> _Busy:
+def _busy(module: str, qualname: str, timeout: float | None) -> _Busy:
     """Why a process did not answer in time, as far as this application can tell its kind."""
     from .supervisor.server import Server
 
@@ -175,7 +266,9 @@ def _outcome(result: ReloadResult, pid: Pid, reply: Any, supervised: list[Any]) 
         result.restarted.append(pid)
 
 
-def reload(modules: Iterable[str] | str, extra: Any = None, timeout: float = 30.0) -> ReloadResult:
+def reload(
+    modules: Iterable[str] | str, extra: Any = None, timeout: float | None = 30.0
+) -> ReloadResult:
     """Reload `modules` (names) in the running node; see the module docstring.
 
     `extra` is passed to the `code_change` of servers whose own module changed. Every live
@@ -184,6 +277,7 @@ def reload(modules: Iterable[str] | str, extra: Any = None, timeout: float = 30.
     calling process loads the modules itself (step 2)."""
     from .supervisor.endpoint import _deadline
 
+    timeout = api.check_timeout(timeout, "legion.reload")
     names, start, result = _begin(modules)
     plan = _Plan(names, extra)
     endpoint = api._endpoint()
@@ -208,7 +302,7 @@ def reload(modules: Iterable[str] | str, extra: Any = None, timeout: float = 30.
     return _end(result, start)
 
 
-def _failure(exc: Exception, module: str, qualname: str, timeout: float) -> Any:
+def _failure(exc: Exception, module: str, qualname: str, timeout: float | None) -> Any:
     """Why a process did not answer: busy past the timeout (`_busy`), or the call's failure
     (it died meanwhile, say)."""
     from .supervisor.errors import CallTimeout
@@ -219,9 +313,12 @@ def _failure(exc: Exception, module: str, qualname: str, timeout: float) -> Any:
 
 
 def _begin(modules: Iterable[str] | str) -> tuple[list[str], float, ReloadResult]:
-    names = [modules] if isinstance(modules, str) else list(modules)
+    """Check the names, then compile and load the modules here (`_check`); any failure raises
+    before a process is asked."""
+    names = _names(modules)
     start = time.perf_counter()
     try:
+        _refuse_libraries(names)
         _check(names)
     except ReloadError as exc:
         telemetry.emit(
@@ -248,9 +345,10 @@ def _end(result: ReloadResult, start: float) -> ReloadResult:
 
 
 async def areload(
-    modules: Iterable[str] | str, extra: Any = None, timeout: float = 30.0
+    modules: Iterable[str] | str, extra: Any = None, timeout: float | None = 30.0
 ) -> ReloadResult:
     """`reload` for async code: every live process is asked at once."""
+    timeout = api.check_timeout(timeout, "legion.reload")
     names, start, result = _begin(modules)
     plan = _Plan(names, extra)
     endpoint = api._endpoint()
@@ -340,7 +438,7 @@ class Watcher:
             try:
                 result = reload(names)
             except ReloadError as exc:
-                log.error("%s", exc)
+                log.error("%s", exc.line())  # one line, whatever the logging set-up
                 continue
             except Exception:
                 log.exception("reload of %s failed", ", ".join(names))
@@ -366,8 +464,6 @@ def summary(result: ReloadResult) -> str:
 
 
 def _notify_fds() -> set[str]:
-    import os
-
     fds = set()
     for fd in os.listdir("/proc/self/fd"):
         try:
@@ -379,14 +475,18 @@ def _notify_fds() -> set[str]:
 
 
 def modules_of(paths: Iterable[str]) -> list[str]:
-    """The imported modules whose source file is one of `paths` (`__main__` for the script)."""
-    import os
+    """The imported application modules whose source file is one of `paths` (`__main__` for
+    the script); a library saved under a watched folder (a virtualenv in the project, say) is
+    not one, since `reload` refuses it."""
+    from .supervisor import codeload
 
     wanted = {os.path.realpath(p) for p in paths}
     found = []
     for name, module in list(sys.modules.items()):
         file = getattr(module, "__file__", None)
-        if file and name != "__mp_main__" and os.path.realpath(file) in wanted:
+        if not file or name == "__mp_main__" or os.path.realpath(file) not in wanted:
+            continue
+        if name == "__main__" or codeload.is_application(module):
             found.append(name)
     return sorted(found)
 
@@ -397,8 +497,6 @@ _watcher: Watcher | None = None
 def watch(paths: Iterable[str] | None = None) -> Watcher:
     """Start reloading on save: watch `paths` (default: the current directory) for edits to the
     modules this application imported. Returns the `Watcher`; a second call replaces the first."""
-    import os
-
     global _watcher
     if _watcher is not None:
         _watcher.stop()

@@ -5,6 +5,8 @@ printed as it happens (action, code, the sandbox's result), then the turn's resu
 
 With no API key for the model's provider in the environment (or with `--offline`), the run uses
 the offline demo: a scripted model, clearly labelled, so the command works on a fresh machine.
+A model string that names no provider litellm knows (`nonsense`, `opnai:gpt-4o`) is an error
+naming it, exit 2, whether a key is set or not: the demo is only for a valid model without a key.
 The script is the agent module's `DEMO_STEPS` if it defines one (a list of action dicts, where
 `{task}` in code is replaced by the task's repr), otherwise a generic two-step script.
 """
@@ -26,7 +28,6 @@ PROVIDER_KEYS = {
     "openai": ["OPENAI_API_KEY"],
     "anthropic": ["ANTHROPIC_API_KEY"],
     "gemini": ["GEMINI_API_KEY", "GOOGLE_API_KEY"],
-    "google": ["GEMINI_API_KEY", "GOOGLE_API_KEY"],
     "mistral": ["MISTRAL_API_KEY"],
     "groq": ["GROQ_API_KEY"],
     "deepseek": ["DEEPSEEK_API_KEY"],
@@ -99,12 +100,14 @@ def _one_line(exc: BaseException) -> str:
     return text
 
 
-def has_key(model: str) -> bool:
-    """Is a key for this model's provider in the environment? (Local providers need none.)"""
-    from .llm import to_litellm
+def has_key(model: str, options: dict[str, Any] | None = None) -> bool:
+    """Is a key for this model's provider in the environment (or in `options`, the agent's
+    `llm_options`)? Local providers need none. A model string naming no provider litellm
+    knows raises `legion.ConfigError` (`llm.provider_of`)."""
+    from .llm import provider_of
 
-    provider = to_litellm(model).split("/", 1)[0]
-    if provider in LOCAL_PROVIDERS:
+    provider = provider_of(model, options)
+    if provider in LOCAL_PROVIDERS or (options or {}).get("api_key"):
         return True
     names = PROVIDER_KEYS.get(provider, [f"{provider.upper()}_API_KEY"])
     return any(os.environ.get(n) for n in names)
@@ -185,17 +188,27 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     try:
         with warnings.catch_warnings():  # unknown keys warn once, when the agent starts
             warnings.simplefilter("ignore")
-            model = legion.config.resolve(cls.config, options)["model"]
+            resolved = legion.config.resolve(cls.config, options)
     except legion.ConfigError as exc:
         sys.stderr.write(f"legion run: {cls.__qualname__}: {exc}\n")
         return 2
-    offline = args.offline or not has_key(model)
+    model = resolved["model"]
+    try:  # a wrong model string is named as such, never taken for a missing key
+        keyed = not isinstance(model, str) or has_key(model, resolved["llm_options"])
+    except legion.ConfigError as exc:
+        sys.stderr.write(f"legion run: {exc}\n")
+        return 2
     demo = None
-    if offline:
+    if args.offline or not keyed:
         demo = testing.ScriptedModel(demo_steps(cls, args.task), name="offline-demo")
+        why, fix = (
+            ("--offline was given", "Leave out --offline")
+            if args.offline
+            else (f"no API key for {model!r} was found", "Set the provider's API key")
+        )
         out.write(
-            f"*** OFFLINE DEMO: no API key for {model!r} was found, so a scripted model (not an "
-            "LLM) answers. Set the provider's API key to run for real. ***\n"
+            f"*** OFFLINE DEMO: {why}, so a scripted model (not an LLM) answers. {fix} to run "
+            "for real. ***\n"
         )
         options["model"] = demo
     else:

@@ -33,7 +33,15 @@ import types
 from collections.abc import Callable, Iterable
 from typing import Any
 
-__all__ = ["LoadError", "Loaded", "current", "dependents", "is_application", "load"]
+__all__ = [
+    "LoadError",
+    "Loaded",
+    "current",
+    "dependents",
+    "is_application",
+    "load",
+    "not_application",
+]
 
 
 class LoadError(Exception):
@@ -384,25 +392,41 @@ def current(obj: Any) -> Any:
 # -- which modules are the application's ---------------------------------------------------------
 
 _LEGION_PATH = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+_PACKAGE_PATHS = tuple(
+    os.path.realpath(p) for p in {sysconfig.get_paths()[k] for k in ("purelib", "platlib")}
+)
 _LIBRARY_PATHS = tuple(
-    os.path.realpath(p)
-    for p in {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    os.path.realpath(p) for p in {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib")}
 )
 
 
 def is_application(module: types.ModuleType) -> bool:
     """A module of the application: loaded from a .py file outside the standard library, the
     installed packages and Legion itself (none of them is reloaded under a running node)."""
-    name = getattr(module, "__name__", "")
+    return (
+        not_application(getattr(module, "__name__", ""), getattr(module, "__file__", None)) is None
+    )
+
+
+def not_application(name: str, path: object) -> str | None:
+    """Why the module `name`, whose source is `path`, is not the application's (a phrase such as
+    "part of the standard library"), or None when it is. Only the application's modules are
+    reloaded: re-running a library's top level under a live program replaces its objects
+    (`os.environ`...) while other modules hold the old ones."""
     if name == "legion" or name.startswith("legion."):
-        return False
-    path = getattr(module, "__file__", None)
-    if not isinstance(path, str) or not path.endswith(".py") or "site-packages" in path:
-        return False
+        return "part of Legion"
+    if not isinstance(path, str) or not path.endswith(".py"):
+        return "not loaded from a Python source file (a built-in or compiled module)"
     real = os.path.realpath(path)
-    # `_LEGION_PATH` too: a Legion module run as `__main__` (the zygote, `python -m legion...`)
-    # has another name, and re-executing it would start that program again.
-    return not any(real.startswith(prefix + os.sep) for prefix in (*_LIBRARY_PATHS, _LEGION_PATH))
+    # A Legion module run as `__main__` (the zygote, `python -m legion...`) has another name:
+    # re-executing it would start that program again.
+    if real.startswith(_LEGION_PATH + os.sep):
+        return "part of Legion"
+    if "site-packages" in path or any(real.startswith(p + os.sep) for p in _PACKAGE_PATHS):
+        return "an installed package"
+    if any(real.startswith(prefix + os.sep) for prefix in _LIBRARY_PATHS):
+        return "part of the standard library"
+    return None
 
 
 def dependents(names: Iterable[str]) -> set[str]:

@@ -191,8 +191,9 @@ def _refresh() -> None:
         importing_user_code = True
         try:
             load([name])
-        except LoadError as exc:
-            print(f"legion reload: {name} keeps its old code: {exc.detail}", file=sys.stderr)
+        except LoadError as exc:  # under `legion dev` its watcher has said so, in one line
+            if not os.environ.get("LEGION_DEV"):
+                print(f"legion reload: {name} keeps its old code: {exc.detail}", file=sys.stderr)
         finally:
             importing_user_code = False
 

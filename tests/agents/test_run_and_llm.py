@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -212,3 +213,59 @@ def test_legion_run_shows_why_a_turn_was_cancelled(tmp_path: Path) -> None:
     assert out.getvalue().endswith(
         "Cancelled: provider_error\n  last error: litellm.AuthenticationError: bad key\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("model", "line"),
+    [
+        ("nonsense", "legion run: model 'nonsense' names no provider litellm knows; write "),
+        (
+            "opnai:gpt-4o-mini",
+            "legion run: unknown provider 'opnai' in model 'opnai:gpt-4o-mini' (did you mean "
+            "'openai'?); write provider:model, e.g. 'openai:gpt-4o-mini' (providers include "
+            "openai, anthropic,",
+        ),
+        ("foo/bar", "legion run: unknown provider 'foo' in model 'foo/bar'; write "),
+        ("openai:", "legion run: model 'openai:' names the provider 'openai' but no model after"),
+    ],
+    ids=["no provider", "misspelt provider", "unknown provider", "no model"],
+)
+def test_legion_run_names_a_wrong_model_string_even_with_a_key_set(
+    tmp_path: Path, model: str, line: str
+) -> None:
+    """A key is set, so "no API key" would be a lie: the model string is what is wrong."""
+    (tmp_path / "agents.py").write_text(BAD_AGENTS)
+    done = subprocess.run(
+        [sys.executable, "-m", "legion", "run", "agents.py:Fine", "a task", "--model", model],
+        cwd=tmp_path,
+        env={**os.environ, "OPENAI_API_KEY": "sk-test"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2, done
+    assert len(done.stderr.splitlines()) == 1 and done.stderr.startswith(line), done.stderr
+    assert done.stdout == ""  # no offline demo
+
+
+def test_a_valid_bare_model_name_without_a_key_runs_the_demo(tmp_path: Path) -> None:
+    """litellm routes `gpt-4o-mini` to openai: its key is looked for, and missing."""
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    done = subprocess.run(
+        [sys.executable, "-m", "legion", "run", "agents_for_tests:MathAgent", "add", "--model",
+         "gpt-4o-mini"],
+        cwd=Path(__file__).parent, env=env, capture_output=True, text=True, timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("*** OFFLINE DEMO: no API key for 'gpt-4o-mini' was found")
+
+
+def test_the_providers_known_without_litellm_are_litellm_providers() -> None:
+    litellm = llm._import_litellm()
+    known = {str(getattr(p, "value", p)) for p in litellm.provider_list}
+    assert llm.COMMON_PROVIDERS.issubset(known)
+    for provider in sorted(llm.COMMON_PROVIDERS):  # litellm routes them as the fast path does
+        assert llm.provider_of(f"{provider}:some-model") == provider
+        assert litellm.get_llm_provider(f"{provider}/some-model")[1] == provider

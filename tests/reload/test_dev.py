@@ -132,3 +132,66 @@ def test_legion_help_lists_dev(capsys: pytest.CaptureFixture[str]) -> None:
 def test_legion_dev_names_a_missing_script(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["dev", "no/such/app.py"]) == 2
     assert "no such script: no/such/app.py" in capsys.readouterr().err
+
+
+SERVER_MODULE = """
+import legion
+
+class Echo(legion.Server):
+    def handle_call(self, request, from_):
+        return request
+"""
+
+FORKING_APP = """
+import sys
+import legion
+from my_server import Echo
+
+if __name__ == "__main__":
+    print(legion.call(legion.start(Echo), "before"), flush=True)
+    sys.stdin.readline()  # the test saves a broken my_server.py meanwhile
+    print(legion.call(legion.start(Echo), "after"), flush=True)  # forked after the save
+"""
+
+
+def test_legion_dev_reports_a_syntax_error_in_one_line(tmp_path: Path) -> None:
+    """The watcher names the file and line; the zygote, which meets the same broken file at the
+    next fork, does not report it a second time."""
+    (tmp_path / "my_server.py").write_text(textwrap.dedent(SERVER_MODULE))
+    (tmp_path / "app.py").write_text(textwrap.dedent(FORKING_APP))
+    env = {k: v for k, v in os.environ.items() if k not in ("LEGION_NODE", "PYTHONPATH")}
+    app = subprocess.Popen(
+        [sys.executable, "-m", "legion", "dev", "app.py"], cwd=tmp_path, env=env, text=True,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    stdin, stdout, stderr = app.stdin, app.stdout, app.stderr
+    assert stdin is not None and stdout is not None and stderr is not None
+    err: queue.Queue[str] = queue.Queue()
+    seen_err: list[str] = []
+    reader = threading.Thread(target=lambda: [err.put(t.rstrip("\n")) for t in stderr])
+    reader.start()
+    try:
+        assert stdout.readline().strip() == "before"
+        (tmp_path / "my_server.py").write_text("import legion\n\nclass Echo(legion.Server:\n")
+        while not seen_err or not seen_err[-1].startswith("legion: "):
+            seen_err.append(err.get(timeout=60))  # the watcher's report
+        stdin.write("go\n")
+        stdin.flush()
+        after = stdout.readline().strip()
+        app.wait(60)
+    finally:
+        if app.poll() is None:
+            app.kill()
+            app.wait()
+        stdin.close()
+        reader.join(10)
+        stdout.close()
+        stderr.close()
+    while not err.empty():
+        seen_err.append(err.get())
+    assert after == "after"  # the new process runs the old code
+    assert app.returncode == 0, seen_err
+    path = tmp_path / "my_server.py"
+    assert seen_err == [
+        f"legion: {path}:3: SyntaxError: invalid syntax; my_server keeps its old code"
+    ]

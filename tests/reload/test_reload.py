@@ -8,6 +8,7 @@ import textwrap
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -102,8 +103,16 @@ def test_a_syntax_error_is_reported_and_the_old_code_keeps_running(
         "reload-test", [legion.telemetry.RELOAD], lambda e, m, meta, c: events.append(meta)
     )
     _write(d / f"{name}.py", "this is not python(")
-    with pytest.raises(legion.ReloadError, match=rf"{name}.*SyntaxError.*line 1"):
+    with pytest.raises(legion.ReloadError) as caught:
         legion.reload([name])
+    path = d / f"{name}.py"
+    assert str(caught.value) == (
+        f"cannot reload {name}: SyntaxError: '(' was never closed (at {path}:1); the old code "
+        "keeps running"
+    )
+    assert caught.value.line() == (  # what `legion dev` prints: one line, file:line first
+        f"legion: {path}:1: SyntaxError: '(' was never closed; {name} keeps its old code"
+    )
     assert legion.call(pid, "x") == ["v1", 1]
     fresh = legion.start(module.Counter)
     assert legion.call(fresh, "x") == ["v1", 1]
@@ -233,3 +242,90 @@ def test_a_supervised_server_that_cannot_switch_is_restarted_on_the_new_code(
     assert new not in (None, old)
     assert legion.call(new, "x") == ["v2", 1]  # new code, fresh state
     legion.stop(sup, "shutdown")
+
+
+def test_only_application_modules_are_reloaded_and_nothing_runs_otherwise(
+    mods: tuple[str, Path],
+) -> None:
+    """The standard library, installed packages and Legion are refused by name, before the
+    application's own module in the same request is re-executed or any process is asked."""
+    import json
+    import os
+
+    tag, d = mods
+    name = f"counter_{tag}"
+    _write(d / f"{name}.py", SERVER.format(vsn=1) + "\nLOADED = object()\n")
+    module = importlib.import_module(name)
+    loaded, environ, dumps = module.LOADED, os.environ, json.dumps
+    pid = legion.start(module.Counter)
+    assert legion.call(pid, "x") == ["v1", 1]
+    _write(d / f"{name}.py", SERVER.format(vsn=2) + "\nLOADED = object()\n")
+    with pytest.raises(legion.ReloadError) as caught:
+        legion.reload([name, "os", "json", "trio", "legion.tool", "sys"])
+    message = str(caught.value)
+    assert caught.value.module == "os, json, trio, legion.tool, sys"
+    for part in (
+        "os is part of the standard library",
+        "json is part of the standard library",
+        "trio is an installed package",
+        "legion.tool is part of Legion",
+        "sys is not loaded from a Python source file",
+    ):
+        assert part in message
+    assert name not in message.split(":")[0]  # the application's module is not blamed
+    assert os.environ is environ and json.dumps is dumps
+    assert module.LOADED is loaded  # not re-executed: refused before anything ran
+    assert legion.call(pid, "x") == ["v1", 2]  # the process was never asked
+    assert legion.reload([name]).reloaded == [pid]  # alone, the application's module reloads
+    assert legion.call(pid, "x") == ["v2", 3]
+    legion.stop(pid)
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "text"),
+    [
+        (([5],), TypeError, "legion.reload: modules are named by str, .*; not int 5"),
+        ((None,), TypeError, "legion.reload: modules are named by str, .*not NoneType None"),
+        ((["x"], None, float("nan")), ValueError, "legion.reload: timeout must be .* not nan"),
+        ((["x"], None, -1), ValueError, "legion.reload: timeout must be .* not -1"),
+        ((["x"], None, "3"), TypeError, "legion.reload: timeout must be .* not str '3'"),
+        (("no_such_module_anywhere",), legion.ReloadError, "no such module"),
+        (("no_such_package.sub",), legion.ReloadError, "no such module"),
+    ],
+    ids=[
+        "int name",
+        "no names",
+        "nan timeout",
+        "negative timeout",
+        "str timeout",
+        "unknown",
+        "unknown package",
+    ],
+)
+def test_bad_reload_arguments_are_named(args: tuple[Any, ...], error: type, text: str) -> None:
+    with pytest.raises(error, match=text):
+        legion.reload(*args)
+
+
+def test_the_watcher_never_maps_a_saved_library_file_to_a_reload() -> None:
+    """A save under a watched folder that holds a virtualenv must not reach `reload`."""
+    import json
+    import os
+
+    from legion.reload import modules_of
+
+    assert modules_of([os.__file__, json.__file__, legion.__file__]) == []
+
+
+def test_a_module_that_raises_is_named_at_its_line(mods: tuple[str, Path]) -> None:
+    tag, d = mods
+    name = f"counter_{tag}"
+    _write(d / f"{name}.py", SERVER.format(vsn=1))
+    importlib.import_module(name)
+    _write(d / f"{name}.py", "import legion\n\nx = 1 / 0\n")
+    with pytest.raises(legion.ReloadError) as caught:
+        legion.reload([name])
+    assert caught.value.location == f"{d / name}.py:3"
+    assert caught.value.line() == (
+        f"legion: {d / name}.py:3: ZeroDivisionError: division by zero; {name} keeps its old code"
+    )
