@@ -341,6 +341,7 @@ class NodeMetrics:
         )
         self.runtime.metrics = self
         self.events = 0  # telemetry events handled: a plain int, read at scrape time
+        self._malformed: set[t.Event] = set()  # event names already reported as malformed
         self.dropped = 0  # events not forwarded to an application that stopped reading
         self._children: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         self._handlers: dict[t.Event, Callable[[dict[str, Any], dict[str, Any]], None]] = {
@@ -373,8 +374,18 @@ class NodeMetrics:
             return
         try:
             handler(measurements, metadata)
-        except Exception:  # a malformed event never takes the node down
-            log.exception("telemetry: cannot count %s", event)
+        except Exception as exc:  # a malformed event never takes the node down
+            # One line per event name (bounded: only Legion's events have handlers), so a
+            # process emitting odd values by the thousand cannot flood the node's log.
+            if event not in self._malformed:
+                self._malformed.add(event)
+                log.warning(
+                    "telemetry: an event %s with values of an unexpected type was not fully "
+                    "counted (%s: %s); later ones are handled alike without a word",
+                    event,
+                    type(exc).__name__,
+                    exc,
+                )
 
     def exposition(self) -> _Exposition:
         """Everything a scrape shows; call it on the node's event loop."""

@@ -116,3 +116,21 @@ def test_a_bad_cap_is_refused_with_the_rule(bad: str) -> None:
     )  # fmt: skip
     assert done.returncode != 0
     assert "LEGION_METRICS_MAX_LABEL_VALUES must be an int >= 1" in done.stderr
+
+
+def test_an_event_with_odd_values_is_skipped_with_one_log_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An event named like Legion's with a value of the wrong type (a user replaying events by
+    hand) is counted only as far as its values allow; the node logs it once per event name,
+    never a traceback per event, and goes on counting the good ones."""
+    metrics = NodeMetrics()
+    with caplog.at_level("WARNING", logger="legion.node"):
+        for _ in range(50):
+            metrics.handle(TOOL_STOP, {"duration": None}, {"tool": "Odd"})
+        metrics.handle(TOOL_STOP, {"duration": 0.1}, {"tool": "Good"})
+    lines = [r for r in caplog.records if "was not fully counted" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].exc_info is None, caplog.text
+    assert "TypeError" in lines[0].getMessage()
+    calls = samples(metrics, "legion_tool_calls_total")
+    assert calls[(("outcome", "ok"), ("tool", "Good"))] == 1.0
