@@ -568,7 +568,9 @@ def receive(timeout: float | None = None, match: Callable[[Any], bool] | None = 
     With `match`, take the oldest message for which `match(message)` is true, leaving the others
     in order (Erlang's selective receive). Raises `TimeoutError` if none arrives in time.
     """
-    return _endpoint().receive(check_timeout(timeout, "legion.receive"), match)
+    if timeout is not None:
+        timeout = check_timeout(timeout, "legion.receive")
+    return _endpoint().receive(timeout, match)
 
 
 async def areceive(timeout: float | None = None, match: Callable[[Any], bool] | None = None) -> Any:

@@ -133,13 +133,17 @@ class Endpoint:
         elif type(msg) is wire.ExitIn:
             self.mailbox.append(Exit(msg.sender, normalize_reason(msg.reason)), size)
         elif type(msg) is wire.CallIn:
-            self.mailbox.append(
-                CallRequest(From(msg.caller, msg.ref), wire.decode_term(msg.payload)), size
-            )
+            self.file_call(msg, size)
         elif type(msg) is wire.CastIn:
             self.mailbox.append(CastRequest(wire.decode_term(msg.payload)), size)
         else:
             self.dispatch_other(msg)
+
+    def file_call(self, msg: wire.CallIn, size: int) -> None:
+        """File a call for the mailbox (a worker answers code changes first: `Worker`)."""
+        self.mailbox.append(
+            CallRequest(From(msg.caller, msg.ref), wire.decode_term(msg.payload)), size
+        )
 
     def dispatch_other(self, msg: wire.Frame) -> None:
         raise LegionError(f"unexpected frame from the node: {type(msg).__name__}")
@@ -277,7 +281,8 @@ class Endpoint:
     # -- call, cast, send, reply -----------------------------------------------------------------
 
     def _start_call(self, dest: Dest, request: Any) -> Ref:
-        _check_dest(dest, "call")
+        if type(dest) is not Pid:
+            _check_dest(dest, "call")
         if dest == self.pid:
             raise CallingSelf(f"{self.pid!r} called itself, which would deadlock")
         payload = wire.encode_term(request)
@@ -337,11 +342,13 @@ class Endpoint:
         return self._finish_call(ref, ok, dest, timeout)
 
     def cast(self, dest: Dest, message: Any) -> None:
-        _check_dest(dest, "cast")
+        if type(dest) is not Pid:
+            _check_dest(dest, "cast")
         self.send_frame(wire.Cast(dest, wire.encode_term(message)))
 
     def send(self, dest: Dest, message: Any) -> None:
-        _check_dest(dest, "send")
+        if type(dest) is not Pid:  # the hot path sends to a Pid: one comparison
+            _check_dest(dest, "send")
         payload = wire.encode_term(message)
         if isinstance(dest, str):
             req = self._request(lambda r: wire.Send(dest, payload, r))
@@ -564,7 +571,7 @@ def _check_flag(value: Any, what: str) -> None:
 
 
 def _check_dest(dest: Any, what: str) -> None:
-    if not isinstance(dest, Pid | str):
+    if not isinstance(dest, (Pid, str)):
         raise TypeError(
             f"{what}: the destination must be a legion.Pid or a registered name (str), got {dest!r}"
         )

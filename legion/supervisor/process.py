@@ -101,14 +101,16 @@ class Worker(Endpoint):
         except OSError:
             node_gone()
 
-    def send_frame(self, msg: wire.Frame) -> None:
-        if type(msg) is wire.InitDone and not msg.ok:
+    def send_init_done(self, msg: wire.InitDone) -> None:
+        """Tell a `start`/`start_link` caller how `init` went. A failure's reason goes to the
+        spawner (which raises it: the process does not print it again), made sendable first."""
+        if not msg.ok:
             self.init_failure_sent = True
             try:
                 wire.encode(msg)  # a rare path: the reason the spawner gets must be sendable
             except TypeError as exc:
                 msg = wire.InitDone(False, msg.ignore, sendable_reason(msg.reason, exc))
-        super().send_frame(msg)
+        self.send_frame(msg)
 
     def _on_loop(self) -> bool:
         return threading.get_ident() == self._loop_thread
@@ -189,10 +191,7 @@ class Worker(Endpoint):
             await trio.lowlevel.wait_readable(self._sock)
             self.pump()
 
-    def dispatch(self, msg: wire.Frame, size: int = 0) -> None:
-        if type(msg) is not wire.CallIn:
-            super().dispatch(msg, size)
-            return
+    def file_call(self, msg: wire.CallIn, size: int) -> None:
         request = wire.decode_term(msg.payload)
         call = CallRequest(From(msg.caller, msg.ref), request)
         if type(request) is not CodeChange:
@@ -265,9 +264,12 @@ class Worker(Endpoint):
         (`switch_code`), and while it waits a `CodeChange` wakes it to load at once: Erlang's
         processes likewise take new code at their next fully qualified call, and the frame
         running now (the loop around this receive) keeps its old code until it returns."""
+        changes = self.code_changes
+        if match is None and not changes and self.mailbox:  # the hot path: one is waiting
+            with self._lock:
+                return self.mailbox.popleft()
         deadline = _deadline(timeout)
         ready = self._match(match)
-        changes = self.code_changes
         while True:
             while changes:
                 self.switch_code(changes.popleft())
@@ -599,7 +601,7 @@ async def _run_target(worker: Worker, target: Any) -> Any:
         worker.is_server = True
         return await serve(worker, target, boot)
     if boot.sync:
-        worker.send_frame(wire.InitDone(True, False, None))
+        worker.send_init_done(wire.InitDone(True, False, None))
     try:
         args = (wire.decode_term(boot.arg),) if boot.has_arg else ()
         await call_maybe_async(target, *args)

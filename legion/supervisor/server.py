@@ -180,18 +180,18 @@ async def serve(worker: Worker, cls: type[Server], boot: Boot) -> Any:
     except BaseException as exc:
         reason = reason_of(exc)
         if boot.sync:
-            worker.send_frame(wire.InitDone(False, False, reason))
+            worker.send_init_done(wire.InitDone(False, False, reason))
         return reason
     if isinstance(result, Ignore):
         if boot.sync:
-            worker.send_frame(wire.InitDone(False, True, None))
+            worker.send_init_done(wire.InitDone(False, True, None))
         return "normal"
     if isinstance(result, Stop):
         if boot.sync:
-            worker.send_frame(wire.InitDone(False, False, result.reason))
+            worker.send_init_done(wire.InitDone(False, False, result.reason))
         return result.reason
     if boot.sync:
-        worker.send_frame(wire.InitDone(True, False, None))
+        worker.send_init_done(wire.InitDone(True, False, None))
     return await _loop(worker, server, _steer(server, result))
 
 
