@@ -22,6 +22,7 @@ parent stores the blob and never opens it.
 from __future__ import annotations
 
 import ast
+import functools
 import io
 import marshal
 import pickle
@@ -92,8 +93,10 @@ class Definitions:
                 continue
             decorators = getattr(node, "decorator_list", [])
             start = min([d.lineno for d in decorators] + [node.lineno]) - 1
-            used = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
-            stmt = Statement("".join(lines[start : node.end_lineno]), flags, bool(used & tools))
+            calls_tool = bool(tools) and any(  # no tools (the usual case): nothing to walk
+                isinstance(n, ast.Name) and n.id in tools for n in ast.walk(node)
+            )
+            stmt = Statement("".join(lines[start : node.end_lineno]), flags, calls_tool)
             for name in names:
                 refers = isinstance(node, (ast.Assign, ast.AnnAssign)) and name in _rhs_names(node)
                 history = self.statements.get(name, []) if refers else []
@@ -234,13 +237,15 @@ def _recreatable(defs: Definitions, name: str, value: Any) -> bool:
     return bool(stmts) and not any(s.calls_tool for s in stmts or ())
 
 
-def _eager_names(source: str) -> set[str]:
+@functools.lru_cache(maxsize=256)
+def _eager_names(source: str) -> frozenset[str]:
     """The names a definition's statements read when they run (a class's bases and body, a
-    decorator, a default, an assignment's value), not those read later by a function's body."""
+    decorator, a default, an assignment's value), not those read later by a function's body.
+    Cached by source: a session saves the same definitions at every step."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
-        return set()
+        return frozenset()
     found: set[str] = set()
     todo: list[ast.AST] = list(tree.body)
     while todo:
@@ -254,7 +259,7 @@ def _eager_names(source: str) -> set[str]:
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
             found.add(node.id)
         todo.extend(ast.iter_child_nodes(node))
-    return found
+    return frozenset(found)
 
 
 def _drop_dependents(
