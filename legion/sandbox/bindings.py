@@ -46,6 +46,8 @@ _RECONSTRUCTORS = frozenset(
     {"_make_function", "_set_function_state", "_module", "_bound_method", "_bound_attr"}
 )
 _BY_REDUCE = (type(None), type(NotImplemented), type(...))  # pickled as type(None), not by name
+_ATOMIC = frozenset({type(None), bool, int, float, str, bytes})
+"""Exact types whose pickle refers to no global, pickled without :class:`_Pickler`."""
 _repr = reprlib.Repr()
 _repr.maxstring = 60
 _repr.maxother = 60
@@ -202,6 +204,11 @@ def snapshot(
                 sizes[name] = sum(len(s.source) for s in stmts)
                 eager = set().union(*(_eager_names(s.source) for s in stmts))
                 needs[name] = {n for n in eager if n != name and n in ns and n in names}
+        elif type(value) in _ATOMIC:  # refers to no global: the checks below have nothing to do
+            data = pickle.dumps(value, protocol=5)
+            entries.append((name, "value", data))
+            sizes[name] = len(data)
+            needs[name] = set()
         else:
             pickler = _Pickler(io.BytesIO(), ns, by_source)
             try:
