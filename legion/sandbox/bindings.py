@@ -184,6 +184,7 @@ def snapshot(
     sizes: dict[str, int] = {}
     dropped: Dropped = {}
     needs: dict[str, set[str]] = {}  # entry -> the sandbox names its restore needs
+    sources: dict[str, list[Statement]] = {}  # the entries kept as source
     names = user_names(ns, reserved)
     by_source = {n for n in names if _names_itself(n, ns[n]) and _recreatable(defs, n, ns[n])}
     for name in names:
@@ -202,8 +203,8 @@ def snapshot(
             else:
                 entries.append((name, "source", [(s.source, s.flags) for s in stmts]))
                 sizes[name] = sum(len(s.source) for s in stmts)
-                eager = set().union(*(_eager_names(s.source) for s in stmts))
-                needs[name] = {n for n in eager if n != name and n in ns and n in names}
+                sources[name] = stmts
+                needs[name] = set()  # what its statements read: only looked up if needed below
         elif type(value) in _ATOMIC:  # refers to no global: the checks below have nothing to do
             data = pickle.dumps(value, protocol=5)
             entries.append((name, "value", data))
@@ -233,7 +234,14 @@ def snapshot(
             break
         total -= sizes.pop(name)
         dropped[name] = f"too large to keep (the variables are capped at {MAX_BLOB >> 20} MiB)"
-    _drop_dependents(needs, {e[0] for e in entries} | modules.keys(), dropped, ns)
+    saved = {e[0] for e in entries} | modules.keys()
+    if dropped or any(own - saved for own in needs.values()):
+        # something is not kept: find what the definitions read, to drop those that need it
+        # (with nothing missing, parsing every definition's source at each step is wasted)
+        for name, stmts in sources.items():
+            eager = set().union(*(_eager_names(s.source) for s in stmts))
+            needs[name] = {n for n in eager if n != name and n in ns and n in names}
+    _drop_dependents(needs, saved, dropped, ns)
     kept = [e for e in entries if e[0] not in dropped]
     blob = pickle.dumps({"version": VERSION, "modules": modules, "entries": kept}, protocol=5)
     return blob, dropped
