@@ -89,6 +89,8 @@ class Definitions:
         for node in tree.body:
             names = _bound_names(node)
             if not names:
+                if not self.statements:  # nothing recorded (this step included): none to forget
+                    continue
                 for name in _stored_names(node):
                     self.forget(name)
                     touched.discard(name)
@@ -100,9 +102,13 @@ class Definitions:
             )
             stmt = Statement("".join(lines[start : node.end_lineno]), flags, calls_tool)
             for name in names:
-                refers = isinstance(node, (ast.Assign, ast.AnnAssign)) and name in _rhs_names(node)
-                history = self.statements.get(name, []) if refers else []
-                self.statements[name] = [*history, stmt]
+                history = self.statements.get(name)  # extended only if the value names it
+                refers = (
+                    bool(history)
+                    and isinstance(node, (ast.Assign, ast.AnnAssign))
+                    and name in _rhs_names(node)
+                )
+                self.statements[name] = [*history, stmt] if history and refers else [stmt]
                 touched.add(name)
         for name in touched:
             self.made[name] = ns.get(name)
