@@ -22,6 +22,7 @@ parent stores the blob and never opens it.
 from __future__ import annotations
 
 import ast
+import functools
 import io
 import marshal
 import pickle
@@ -45,6 +46,8 @@ _RECONSTRUCTORS = frozenset(
     {"_make_function", "_set_function_state", "_module", "_bound_method", "_bound_attr"}
 )
 _BY_REDUCE = (type(None), type(NotImplemented), type(...))  # pickled as type(None), not by name
+_ATOMIC = frozenset({type(None), bool, int, float, str, bytes})
+"""Exact types whose pickle refers to no global, pickled without :class:`_Pickler`."""
 _repr = reprlib.Repr()
 _repr.maxstring = 60
 _repr.maxother = 60
@@ -86,18 +89,26 @@ class Definitions:
         for node in tree.body:
             names = _bound_names(node)
             if not names:
+                if not self.statements:  # nothing recorded (this step included): none to forget
+                    continue
                 for name in _stored_names(node):
                     self.forget(name)
                     touched.discard(name)
                 continue
             decorators = getattr(node, "decorator_list", [])
             start = min([d.lineno for d in decorators] + [node.lineno]) - 1
-            used = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
-            stmt = Statement("".join(lines[start : node.end_lineno]), flags, bool(used & tools))
+            calls_tool = bool(tools) and any(  # no tools (the usual case): nothing to walk
+                isinstance(n, ast.Name) and n.id in tools for n in ast.walk(node)
+            )
+            stmt = Statement("".join(lines[start : node.end_lineno]), flags, calls_tool)
             for name in names:
-                refers = isinstance(node, (ast.Assign, ast.AnnAssign)) and name in _rhs_names(node)
-                history = self.statements.get(name, []) if refers else []
-                self.statements[name] = [*history, stmt]
+                history = self.statements.get(name)  # extended only if the value names it
+                refers = (
+                    bool(history)
+                    and isinstance(node, (ast.Assign, ast.AnnAssign))
+                    and name in _rhs_names(node)
+                )
+                self.statements[name] = [*history, stmt] if history and refers else [stmt]
                 touched.add(name)
         for name in touched:
             self.made[name] = ns.get(name)
@@ -179,6 +190,7 @@ def snapshot(
     sizes: dict[str, int] = {}
     dropped: Dropped = {}
     needs: dict[str, set[str]] = {}  # entry -> the sandbox names its restore needs
+    sources: dict[str, list[Statement]] = {}  # the entries kept as source
     names = user_names(ns, reserved)
     by_source = {n for n in names if _names_itself(n, ns[n]) and _recreatable(defs, n, ns[n])}
     for name in names:
@@ -197,8 +209,13 @@ def snapshot(
             else:
                 entries.append((name, "source", [(s.source, s.flags) for s in stmts]))
                 sizes[name] = sum(len(s.source) for s in stmts)
-                eager = set().union(*(_eager_names(s.source) for s in stmts))
-                needs[name] = {n for n in eager if n != name and n in ns and n in names}
+                sources[name] = stmts
+                needs[name] = set()  # what its statements read: only looked up if needed below
+        elif type(value) in _ATOMIC:  # refers to no global: the checks below have nothing to do
+            data = pickle.dumps(value, protocol=5)
+            entries.append((name, "value", data))
+            sizes[name] = len(data)
+            needs[name] = set()
         else:
             pickler = _Pickler(io.BytesIO(), ns, by_source)
             try:
@@ -223,7 +240,14 @@ def snapshot(
             break
         total -= sizes.pop(name)
         dropped[name] = f"too large to keep (the variables are capped at {MAX_BLOB >> 20} MiB)"
-    _drop_dependents(needs, {e[0] for e in entries} | modules.keys(), dropped, ns)
+    saved = {e[0] for e in entries} | modules.keys()
+    if dropped or any(own - saved for own in needs.values()):
+        # something is not kept: find what the definitions read, to drop those that need it
+        # (with nothing missing, parsing every definition's source at each step is wasted)
+        for name, stmts in sources.items():
+            eager = set().union(*(_eager_names(s.source) for s in stmts))
+            needs[name] = {n for n in eager if n != name and n in ns and n in names}
+    _drop_dependents(needs, saved, dropped, ns)
     kept = [e for e in entries if e[0] not in dropped]
     blob = pickle.dumps({"version": VERSION, "modules": modules, "entries": kept}, protocol=5)
     return blob, dropped
@@ -234,13 +258,15 @@ def _recreatable(defs: Definitions, name: str, value: Any) -> bool:
     return bool(stmts) and not any(s.calls_tool for s in stmts or ())
 
 
-def _eager_names(source: str) -> set[str]:
+@functools.lru_cache(maxsize=256)
+def _eager_names(source: str) -> frozenset[str]:
     """The names a definition's statements read when they run (a class's bases and body, a
-    decorator, a default, an assignment's value), not those read later by a function's body."""
+    decorator, a default, an assignment's value), not those read later by a function's body.
+    Cached by source: a session saves the same definitions at every step."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
-        return set()
+        return frozenset()
     found: set[str] = set()
     todo: list[ast.AST] = list(tree.body)
     while todo:
@@ -254,7 +280,7 @@ def _eager_names(source: str) -> set[str]:
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
             found.add(node.id)
         todo.extend(ast.iter_child_nodes(node))
-    return found
+    return frozenset(found)
 
 
 def _drop_dependents(

@@ -370,9 +370,9 @@ def _star_names(module: str | None) -> list[str]:
     return [n for n in public if isinstance(n, str)]
 
 
-def _imported_names(tree: ast.AST) -> set[str]:
+def _imported_names(nodes: list[ast.AST]) -> set[str]:
     names: set[str] = set()
-    for node in ast.walk(tree):
+    for node in nodes:
         if isinstance(node, ast.Import):
             names.update(a.asname or a.name.split(".", 1)[0] for a in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -394,12 +394,12 @@ def _catches_import_error(handler: ast.ExceptHandler) -> bool:
     return any(isinstance(n, ast.Name) and n.id in _IMPORT_ERROR_CATCHERS for n in names)
 
 
-def _fallback_imports(tree: ast.AST) -> set[int]:
+def _fallback_imports(nodes: list[ast.AST]) -> set[int]:
     """The ``id`` of every import run directly in the body of a ``try`` whose handlers catch
     ImportError (``try: import orjson as json / except ImportError: import json``): those
     raise ModuleNotFoundError at run time, so the fallback runs, as in CPython."""
     found: set[int] = set()
-    for node in ast.walk(tree):
+    for node in nodes:
         if not isinstance(node, (ast.Try, ast.TryStar)):
             continue
         if not any(_catches_import_error(h) for h in node.handlers):
@@ -437,12 +437,13 @@ def check(
     frame/code/traceback introspection. The code's own ``_names`` and ``self._attr`` pass.
     Raises :class:`GuardError`."""
     allowed = tuple(allowed)
-    fallback = _fallback_imports(tree)
-    foreign = set(outside) | _imported_names(tree)
-    for node in ast.walk(tree):  # aliases: `r = random`, `R = random.Random`
+    nodes = list(ast.walk(tree))  # walked once; every pass below reads this list
+    fallback = _fallback_imports(nodes)
+    foreign = set(outside) | _imported_names(nodes)
+    for node in nodes:  # aliases: `r = random`, `R = random.Random`
         if isinstance(node, ast.Assign) and _root_name(node.value) in foreign:
             foreign.update(t.id for t in node.targets if isinstance(t, ast.Name))
-    for node in ast.walk(tree):
+    for node in nodes:
         line = getattr(node, "lineno", None)
         if isinstance(node, ast.Name):
             _check_name(node.id, node)

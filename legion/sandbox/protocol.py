@@ -182,9 +182,14 @@ def depth_bound(depth: int = MAX_DEPTH) -> Iterator[None]:
         sys.setrecursionlimit(old)
 
 
+_SCALARS = frozenset({type(None), bool, int, float, str, bytes})
+
+
 def encode_bounded(msg: Any, depth: int = MAX_DEPTH) -> bytes:
     """Encode ``msg``; ``RecursionError`` past about ``depth`` levels (child side, see
     :func:`depth_bound`; where that is a no-op, the value is walked instead)."""
+    if type(msg) in _SCALARS:  # nothing nested: no bound to set (the usual last value)
+        return _encoder.encode(msg)
     if not LIMIT_BOUNDS_NESTING and nesting_exceeds(msg, depth):
         raise RecursionError(f"value nested deeper than {depth} levels")
     with depth_bound(depth):
