@@ -42,7 +42,7 @@ def main(ctl_fd: int) -> None:
     if os.environ.get("LEGION_SANDBOX", "on") != "off":
         # One sandbox zygote for every process of this node (its children talk straight to
         # the process that asked for them). A machine that cannot run it falls back lazily.
-        from legion.sandbox import runner
+        from legion.sandbox import guard, runner  # noqa: F401 - guard: every agent's prompt
 
         with contextlib.suppress(Exception):
             runner.share_with_forks()
