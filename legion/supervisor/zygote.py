@@ -23,6 +23,7 @@ import select
 import signal
 import socket
 import sys
+import types
 from typing import Any
 
 _PR_SET_PDEATHSIG = 1
@@ -134,9 +135,9 @@ def _child(fd: int, target: Any, cwd: str, zygote_pid: int, own_fds: tuple[int, 
     run(fd, target)
 
 
-_stamps: dict[str, tuple[int, ...]] = {}
+_stamps: dict[str, tuple[types.ModuleType, tuple[int, ...]]] = {}
 """Application modules imported here, dependencies first (the order in which their imports
-completed), with the stamp of their source file when they were loaded."""
+completed): the module and the stamp of its source file when it was loaded."""
 
 
 def _stamp(path: str) -> tuple[int, ...]:
@@ -163,7 +164,7 @@ def _import_user(load: Any) -> Any:
         for name in [n for n in sys.modules if n not in before]:
             module = sys.modules[name]
             if is_application(module):
-                _stamps[name] = _stamp(module.__file__ or "")
+                _stamps[name] = (module, _stamp(module.__file__ or ""))
 
 
 def _refresh() -> None:
@@ -171,16 +172,15 @@ def _refresh() -> None:
     loaded here, dependencies first, so the next forks run the new code. Classes and functions
     are patched in place (`codeload`), so a module that did `from changed import X` holds the
     new `X` without running again. A module that fails keeps its old code."""
-    from .codeload import is_application
-
     changed = []
-    for name in list(_stamps):
-        module = sys.modules.get(name)
-        stamp = _stamp(getattr(module, "__file__", None) or "")
-        if module is None or not stamp or not is_application(module):
-            _stamps.pop(name)  # gone, its file gone, or replaced by another module: not ours
-        elif stamp != _stamps[name]:
-            _stamps[name] = stamp
+    for name, (module, loaded) in list(_stamps.items()):
+        stamp = _stamp(module.__file__ or "")
+        if sys.modules.get(name) is not module or not stamp:
+            # gone, its file gone, or its name now holds another module (`import
+            # multiprocessing` points `__mp_main__` at the zygote's own `__main__`): not ours
+            _stamps.pop(name)
+        elif stamp != loaded:
+            _stamps[name] = (module, stamp)
             changed.append(name)
     if not changed:
         return
@@ -210,7 +210,7 @@ def _resolve(msg: Any) -> Any:
             os.chdir(msg.cwd)
             module = _import_user(lambda: _run_script(msg.main_path))
             _stamps.pop("__mp_main__", None)  # last: it imports the others
-            _stamps["__mp_main__"] = _stamp(msg.main_path)
+            _stamps["__mp_main__"] = (module, _stamp(msg.main_path))
     else:
         module = sys.modules.get(msg.module)
         if module is None:
