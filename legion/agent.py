@@ -30,7 +30,7 @@ from .prompt import ACTIONS, action_schema
 from .prompt import system_prompt as build_prompt
 from .supervisor import api
 from .supervisor.errors import NoProc
-from .supervisor.server import NoReply, Server
+from .supervisor.server import AGENT_QUERY, NoReply, Server
 from .supervisor.terms import CallProgress, From, Pid
 from .tool import check_names, instantiate, public_functions, short_name
 
@@ -53,7 +53,7 @@ __all__ = [
 ]
 
 TURN_KEY = "$legion.turn"
-CONTROL = "$legion.agent"
+CONTROL = AGENT_QUERY  # the runtime refuses these for servers that are not agents
 
 
 class AgentCancelled(LegionError):

@@ -377,9 +377,9 @@ def _for_agent(call: CallRequest) -> CallRequest:
     change: CodeChange = call.request
     if not isinstance(change.reload, list):
         return call  # `legion.code_change`: the server's own path
-    from ..agent import CONTROL
+    from .server import AGENT_QUERY  # the agent's control requests (legion/agent.py)
 
-    return CallRequest(call.from_, [CONTROL, "reload", change.reload])
+    return CallRequest(call.from_, [AGENT_QUERY, "reload", change.reload])
 
 
 def _encode_events(events: list[wire.TelemetryEvent], limit: int) -> bytes:
